@@ -1,0 +1,44 @@
+# dataforest-operator: the commands people and CI run. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+BIN := target/debug/dataforest-operator
+CRD := crds/aiapps.dataforest.dev.yaml
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: assets
+assets: ## Build (once) and cache kube-apiserver and kubectl; print their folder
+	@bash hack/control-plane-assets.sh
+
+.PHONY: build
+build: ## Build the operator and the test environment
+	$(CARGO) build --workspace --all-targets
+
+.PHONY: generate
+generate: ## Regenerate the CRD from the Rust types
+	$(CARGO) run --quiet --bin dataforest-operator -- crd > $(CRD)
+
+.PHONY: test
+test: ## Run the whole test suite against a real kube-apiserver and etcd
+	bash hack/control-plane-assets.sh > /dev/null
+	$(CARGO) test --workspace --all-targets --no-fail-fast
+	bash hack/no-leftovers.sh
+
+.PHONY: lint
+lint: ## rustfmt and clippy, as CI wants them
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: cluster
+cluster: ## Start a local control plane with the CRD installed; prints the KUBECONFIG export
+	bash hack/control-plane-assets.sh > /dev/null
+	$(CARGO) run --quiet -p dataforest-testenv --bin testenv -- --apply $(CRD)
+
+.PHONY: demo
+demo: ## Control plane + CRD + a sample AiApp, ending with kubectl get aiapps
+	bash hack/demo.sh

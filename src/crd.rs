@@ -1,0 +1,488 @@
+//! The `AiApp` custom resource: its spec (the Data Forest submit body plus what the
+//! operator needs), its status, and the names other parts of the system depend on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator owns.
+pub const GROUP: &str = "dataforest.dev";
+/// Finalizer that lets the operator kill the Data Forest app before the AiApp goes.
+pub const FINALIZER: &str = "dataforest.dev/cleanup";
+/// Field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "dataforest-operator";
+
+/// Documented limits of the submit API, shared by the schema and by [`AiAppSpec::validate`].
+pub mod limits {
+    /// `aiWorkspaceId` and app ids: Base62 UUIDs of at most 22 characters.
+    pub const ID_MAX: u32 = 22;
+    /// `namePrefix`: 2 to 8 characters.
+    pub const NAME_PREFIX_MIN: u32 = 2;
+    pub const NAME_PREFIX_MAX: u32 = 8;
+    /// `resource.gpuCount`: 1 to 8.
+    pub const GPU_COUNT_MIN: i32 = 1;
+    pub const GPU_COUNT_MAX: i32 = 8;
+    /// Bounds the API does not document; they keep objects small and CEL cost low.
+    pub const QUEUE_NAME_MAX: u32 = 64;
+    pub const PATH_MAX: u32 = 1024;
+    pub const DATA_ITEMS_MAX: u32 = 16;
+    pub const IMAGE_MAX: u32 = 512;
+    pub const COMMAND_MAX: u32 = 4096;
+    pub const ENV_MAX: u32 = 64;
+    pub const ENV_VALUE_MAX: u32 = 4096;
+    pub const PORTS_MAX: u32 = 16;
+    pub const GPU_MODEL_MAX: u32 = 32;
+    pub const CPU_COUNT_MAX: i32 = 128;
+    pub const MEMORY_MB_MAX: i64 = 4 * 1024 * 1024;
+    pub const SECRET_NAME_MAX: u32 = 253;
+    pub const SECRET_KEY_MAX: u32 = 253;
+}
+use limits::*;
+
+/// Base62: the alphabet of Data Forest identifiers.
+const BASE62_PATTERN: &str = "^[0-9A-Za-z]+$";
+/// Lower-case letters and digits: the safe subset for the server-built app name.
+const NAME_PREFIX_PATTERN: &str = "^[a-z0-9]+$";
+const QUEUE_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]+$";
+/// A Secret's name, as Kubernetes requires (DNS-1123 subdomain).
+const SECRET_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key in a Secret's data.
+const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+
+/// What to run on Data Forest (the submit body, in the API's own field names) and how the
+/// operator handles it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dataforest.dev",
+    version = "v1alpha1",
+    kind = "AiApp",
+    plural = "aiapps",
+    shortname = "aiapp",
+    category = "dataforest",
+    namespaced,
+    status = "AiAppStatus",
+    derive = "PartialEq",
+    doc = "An AI app (GPU job) on NAVER Cloud Data Forest, submitted and followed by dataforest-operator.",
+    printcolumn(name = "App ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Final Status", type_ = "string", json_path = ".status.finalStatus"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "App Name", type_ = "string", json_path = ".status.name", priority = 1),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1)
+)]
+#[x_kube(validation = immutable(".aiWorkspaceId", "self.aiWorkspaceId == oldSelf.aiWorkspaceId"))]
+#[x_kube(validation = immutable(
+    ".namePrefix",
+    "has(self.namePrefix) == has(oldSelf.namePrefix) && (!has(self.namePrefix) || self.namePrefix == oldSelf.namePrefix)"
+))]
+#[x_kube(validation = immutable(".queueName", "self.queueName == oldSelf.queueName"))]
+#[x_kube(validation = immutable(".data", "self.data == oldSelf.data"))]
+#[x_kube(validation = immutable(".docker", "self.docker == oldSelf.docker"))]
+#[x_kube(validation = immutable(".resource", "self.resource == oldSelf.resource"))]
+#[serde(rename_all = "camelCase")]
+pub struct AiAppSpec {
+    /// AI workspace the app runs in (Base62 id of at most 22 characters, from the AI
+    /// Workspaces getList API). Immutable.
+    #[schemars(length(min = 1, max = ID_MAX), regex(pattern = BASE62_PATTERN))]
+    pub ai_workspace_id: String,
+
+    /// Prefix of the app name Data Forest generates (`<prefix>-xxxx-xxxx`): 2 to 8
+    /// lower-case letters or digits. When absent, the operator derives one unique to
+    /// this AiApp, which keeps recovery after a lost response unambiguous. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = NAME_PREFIX_MIN, max = NAME_PREFIX_MAX), regex(pattern = NAME_PREFIX_PATTERN))]
+    pub name_prefix: Option<String>,
+
+    /// YARN queue the app is scheduled on. Immutable.
+    #[serde(default = "default_queue_name")]
+    #[schemars(length(min = 1, max = QUEUE_NAME_MAX), regex(pattern = QUEUE_NAME_PATTERN))]
+    pub queue_name: String,
+
+    /// HDFS data copied into the container before the run and out of it after. Immutable.
+    #[serde(default)]
+    pub data: AiAppData,
+
+    /// The container to run. Immutable.
+    pub docker: AiAppDocker,
+
+    /// CPU, memory and GPU for the container. Immutable.
+    #[serde(default)]
+    pub resource: AiAppResource,
+
+    /// Where the NCP API keys come from. When absent, the operator's default Secret is
+    /// used, if the operator has one and this namespace opted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsRef>,
+
+    /// What deleting this AiApp does to a live app: `Kill` (default) or `Orphan`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_queue_name() -> String {
+    "gpu".to_owned()
+}
+
+/// Builds the immutability rule of one submitted field.
+fn immutable(field_path: &str, rule: &str) -> kube::core::Rule {
+    let field = field_path.trim_start_matches('.');
+    let message = format!(
+        "spec.{field} is immutable: the app was submitted with it; delete and recreate the AiApp to change it"
+    );
+    kube::core::Rule::new(rule)
+        .message(message.as_str())
+        .field_path(field_path)
+        .reason(kube::core::Reason::FieldValueInvalid)
+}
+
+/// HDFS paths copied into and out of the container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct AiAppData {
+    /// HDFS paths copied into the container before it starts.
+    #[serde(default)]
+    #[schemars(length(max = DATA_ITEMS_MAX))]
+    pub input: Vec<DataInput>,
+    /// Container paths copied to HDFS when it ends.
+    #[serde(default)]
+    #[schemars(length(max = DATA_ITEMS_MAX))]
+    pub output: Vec<DataOutput>,
+}
+
+/// One HDFS input.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DataInput {
+    /// HDFS path to copy from.
+    #[schemars(length(min = 1, max = PATH_MAX))]
+    pub hdfs: String,
+    /// Path inside the container that receives it.
+    #[schemars(length(min = 1, max = PATH_MAX))]
+    pub path: String,
+}
+
+/// One HDFS output.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DataOutput {
+    /// HDFS path to copy the results to.
+    #[schemars(length(min = 1, max = PATH_MAX))]
+    pub hdfs: String,
+    /// Whether to overwrite what is already at the HDFS path.
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Path inside the container that holds the results.
+    #[schemars(length(min = 1, max = PATH_MAX))]
+    pub path: String,
+}
+
+/// The container Data Forest runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiAppDocker {
+    /// Image and tag, for example `nvcr.io/nvidia/pytorch:24.01-py3`.
+    #[schemars(length(min = 1, max = IMAGE_MAX))]
+    pub image: String,
+    /// Script or command to run.
+    #[schemars(length(min = 1, max = COMMAND_MAX))]
+    pub command: String,
+    /// Arguments to the command, as one string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = COMMAND_MAX))]
+    pub args: Option<String>,
+    /// Environment variables of the container. Never put secrets here: the spec is
+    /// readable by anyone who can read the AiApp.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "env_schema")]
+    pub env: BTreeMap<String, String>,
+    /// TCP ports the container exposes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = PORTS_MAX), inner(range(min = 1, max = 65535)))]
+    pub expose_tcp_ports: Vec<i32>,
+    /// Working directory. Data Forest removed it from the workspace APIs in 2024 and
+    /// may ignore it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = PATH_MAX))]
+    pub workdir: Option<String>,
+}
+
+/// A string map bounded in entries and value length (schemars has no bound for maps).
+fn env_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": ENV_MAX,
+        "additionalProperties": {"type": "string", "maxLength": ENV_VALUE_MAX},
+    })
+}
+
+/// CPU, memory and GPU of the container; Data Forest's defaults apply to what is left out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiAppResource {
+    /// CPU cores (Data Forest's default: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = CPU_COUNT_MAX))]
+    pub cpu_count: Option<i32>,
+    /// GPUs, 1 to 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = GPU_COUNT_MIN, max = GPU_COUNT_MAX))]
+    pub gpu_count: Option<i32>,
+    /// GPU model, for example `T4` or `V100` (Data Forest's default: `V100`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = GPU_MODEL_MAX))]
+    pub gpu_model: Option<String>,
+    /// Container memory in MiB (Data Forest's default: 15 GB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MEMORY_MB_MAX))]
+    pub memory_mb: Option<i64>,
+}
+
+/// The Secret, in the AiApp's namespace, that holds the NCP API keys.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = SECRET_NAME_MAX), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: String,
+    /// Names of the keys inside the Secret, when they differ from the defaults.
+    #[serde(default)]
+    pub keys: CredentialKeys,
+}
+
+/// Key names inside the credentials Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialKeys {
+    /// Key holding the NCP access key id.
+    #[serde(default = "default_access_key_key")]
+    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub access_key: String,
+    /// Key holding the NCP secret key.
+    #[serde(default = "default_secret_key_key")]
+    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub secret_key: String,
+    /// Key holding the Data Forest account id (optional in the Secret; without it an
+    /// ambiguous submission cannot be recovered automatically).
+    #[serde(default = "default_account_id_key")]
+    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub account_id: String,
+    /// Key holding the API base URL (optional in the Secret; it must be on the
+    /// operator's allow-list).
+    #[serde(default = "default_endpoint_key")]
+    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub endpoint: String,
+}
+
+impl Default for CredentialKeys {
+    fn default() -> Self {
+        Self {
+            access_key: default_access_key_key(),
+            secret_key: default_secret_key_key(),
+            account_id: default_account_id_key(),
+            endpoint: default_endpoint_key(),
+        }
+    }
+}
+
+fn default_access_key_key() -> String {
+    "accessKey".to_owned()
+}
+fn default_secret_key_key() -> String {
+    "secretKey".to_owned()
+}
+fn default_account_id_key() -> String {
+    "accountId".to_owned()
+}
+fn default_endpoint_key() -> String {
+    "endpoint".to_owned()
+}
+
+/// What deleting the AiApp does to its Data Forest app.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Kill a live app, and wait until Data Forest shows it ended.
+    #[default]
+    Kill,
+    /// Leave the app running on Data Forest.
+    Orphan,
+}
+
+/// What the operator and Data Forest last said about the app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiAppStatus {
+    /// Where the AiApp is in its life; see the phase table in the docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The `metadata.generation` this status was written for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Record of a submit that was started, written before the API is called so that
+    /// a lost answer can be recovered without submitting twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<SubmissionMarker>,
+    /// Data Forest's id of the app (Base62).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Name Data Forest gave the app (`<prefix>-xxxx-xxxx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// YARN application id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Data Forest account the app runs under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    /// YARN queue the app runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<String>,
+    /// YARN state as Data Forest reports it (NEW, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// YARN final status (UNDEFINED while running; SUCCEEDED, FAILED, KILLED, ENDED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<String>,
+    /// When the app started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the app finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Run time in milliseconds, as Data Forest reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_millis: Option<i64>,
+    /// Last message from Data Forest or the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The app's containers, with their status and log URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub containers: Vec<ContainerStatus>,
+    /// Kubernetes conditions: Submitted, Synced, Succeeded, Failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One container of the app, as getDetail reports it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// Key of the container in Data Forest's answer.
+    pub name: String,
+    /// Container status, in Data Forest's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Where the container's log can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+}
+
+/// A submit the operator started: which attempt, when, and with which name prefix.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmissionMarker {
+    /// 1 for the first submit; raised by a confirmed resubmit.
+    pub attempt: i32,
+    /// When the submit was started; recovery only adopts apps started after it.
+    pub started_at: Time,
+    /// Name prefix sent with the submit.
+    pub name_prefix: String,
+}
+
+/// Where an AiApp is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not yet submitted: waiting for credentials, paused, or retrying.
+    Pending,
+    /// A submit is under way; the app id is not yet known.
+    Submitting,
+    /// Data Forest accepted the app; it waits for GPUs.
+    Accepted,
+    /// The app runs.
+    Running,
+    /// The app ended with final status SUCCEEDED.
+    Succeeded,
+    /// The app ended without success, or the operator ended it.
+    Failed,
+    /// The app was killed.
+    Killed,
+    /// The operator lost track of the app; a person must resolve it.
+    Unknown,
+}
+
+impl Phase {
+    /// Terminal phases never change again and cost no further API calls.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Killed)
+    }
+}
+
+/// The CRD as YAML, exactly what `crds/aiapps.dataforest.dev.yaml` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let body = serde_yaml_ng::to_string(&AiApp::crd()).expect("the CRD always serializes to YAML");
+    format!(
+        "# DO_NOT_EDIT: generated from src/crd.rs by `dataforest-operator crd` (make generate).\n---\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_crd_matches_the_rust_types() {
+        let committed = include_str!("../crds/aiapps.dataforest.dev.yaml");
+        assert!(
+            committed == crd_yaml(),
+            "crds/aiapps.dataforest.dev.yaml is stale: run `make generate` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_submitted_field_has_its_own_immutability_rule() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(AiApp::crd()).unwrap();
+        let rules = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["x-kubernetes-validations"];
+        let paths: Vec<&str> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| rule["fieldPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [".aiWorkspaceId", ".namePrefix", ".queueName", ".data", ".docker", ".resource"]
+        );
+        for rule in rules.as_array().unwrap() {
+            let message = rule["message"].as_str().unwrap();
+            assert!(message.contains("delete and recreate"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_minimal_spec_gets_the_documented_defaults() {
+        let spec: AiAppSpec = serde_json::from_value(serde_json::json!({
+            "aiWorkspaceId": "6ZKSGoSJMMwctK257nxgiL",
+            "docker": {"image": "busybox", "command": "true"},
+        }))
+        .unwrap();
+        assert_eq!(spec.queue_name, "gpu");
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Kill);
+        assert_eq!(spec.name_prefix, None);
+        assert_eq!(spec.data, AiAppData::default());
+    }
+
+    #[test]
+    fn only_succeeded_failed_and_killed_are_terminal() {
+        use Phase::*;
+        let terminal: Vec<Phase> = [Pending, Submitting, Accepted, Running, Succeeded, Failed, Killed, Unknown]
+            .into_iter()
+            .filter(|phase| phase.is_terminal())
+            .collect();
+        assert_eq!(terminal, [Succeeded, Failed, Killed]);
+    }
+}

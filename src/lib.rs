@@ -1,0 +1,13 @@
+//! dataforest-operator: runs `AiApp` custom resources as GPU jobs on NAVER Cloud Data Forest.
+
+#![forbid(unsafe_code)]
+
+pub mod crd;
+pub mod telemetry;
+
+/// Installs the one rustls crypto provider of the process (ring), before any TLS client
+/// is built, so that kube and reqwest never disagree about it.
+pub fn install_crypto_provider() {
+    // Err means another caller installed it first, which is the same provider here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

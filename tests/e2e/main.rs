@@ -1,0 +1,42 @@
+//! End-to-end tests against a real kube-apiserver and etcd on loopback.
+//!
+//! One control plane serves the whole run (starting one costs seconds), so this is a
+//! single test binary with its own `main` (libtest-mimic prints cargo test's usual
+//! summary): it owns the control plane's start, on first use, and its stop, after the
+//! last test or on Ctrl-C.
+
+mod crd;
+mod fixture;
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Trial};
+
+/// Declares trials from `fn name() -> Result<(), Failed>` items, named after them.
+macro_rules! trials {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        vec![$(Trial::test(concat!(stringify!($module), "::", stringify!($test)), $module::$test)),*]
+    };
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::from_args();
+    dataforest_operator::install_crypto_provider();
+    // Ctrl-C: stop etcd and kube-apiserver (and delete their folder) before leaving.
+    let _ = ctrlc_shutdown();
+    let trials = trials![
+        crd::the_generated_crd_is_accepted_and_established,
+        crd::an_aiapp_can_be_created_read_back_and_given_a_status,
+        crd::kubectl_shows_the_printer_columns_and_short_name,
+    ];
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    fixture::shutdown();
+    conclusion.exit_code()
+}
+
+fn ctrlc_shutdown() -> Result<(), ctrlc::Error> {
+    ctrlc::set_handler(|| {
+        fixture::shutdown();
+        std::process::exit(130);
+    })
+}

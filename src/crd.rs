@@ -15,7 +15,8 @@ pub const FINALIZER: &str = "dataforest.dev/cleanup";
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "dataforest-operator";
 
-/// Documented limits of the submit API, shared by the schema and by [`AiAppSpec::validate`].
+/// Documented limits of the submit API, shared by the schema and by
+/// [`crate::dataforest::validate::validate_spec`].
 pub mod limits {
     /// `aiWorkspaceId` and app ids: Base62 UUIDs of at most 22 characters.
     pub const ID_MAX: u32 = 22;
@@ -48,12 +49,15 @@ const BASE62_PATTERN: &str = "^[0-9A-Za-z]+$";
 const NAME_PREFIX_PATTERN: &str = "^[a-z0-9]+$";
 const QUEUE_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]+$";
 /// A Secret's name, as Kubernetes requires (DNS-1123 subdomain).
-const SECRET_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const SECRET_NAME_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A key in a Secret's data.
 const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 
 /// What to run on Data Forest (the submit body, in the API's own field names) and how the
 /// operator handles it.
+// clippy reads the repeated `printcolumn(...)` arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "dataforest.dev",
@@ -69,10 +73,28 @@ const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.id"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Final Status", type_ = "string", json_path = ".status.finalStatus"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "App Name", type_ = "string", json_path = ".status.name", priority = 1),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1)
+    printcolumn(
+        name = "Final Status",
+        type_ = "string",
+        json_path = ".status.finalStatus"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "App Name",
+        type_ = "string",
+        json_path = ".status.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = 1
+    )
 )]
 #[x_kube(validation = immutable(".aiWorkspaceId", "self.aiWorkspaceId == oldSelf.aiWorkspaceId"))]
 #[x_kube(validation = immutable(
@@ -455,7 +477,14 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            [".aiWorkspaceId", ".namePrefix", ".queueName", ".data", ".docker", ".resource"]
+            [
+                ".aiWorkspaceId",
+                ".namePrefix",
+                ".queueName",
+                ".data",
+                ".docker",
+                ".resource"
+            ]
         );
         for rule in rules.as_array().unwrap() {
             let message = rule["message"].as_str().unwrap();
@@ -479,10 +508,12 @@ mod tests {
     #[test]
     fn only_succeeded_failed_and_killed_are_terminal() {
         use Phase::*;
-        let terminal: Vec<Phase> = [Pending, Submitting, Accepted, Running, Succeeded, Failed, Killed, Unknown]
-            .into_iter()
-            .filter(|phase| phase.is_terminal())
-            .collect();
+        let terminal: Vec<Phase> = [
+            Pending, Submitting, Accepted, Running, Succeeded, Failed, Killed, Unknown,
+        ]
+        .into_iter()
+        .filter(|phase| phase.is_terminal())
+        .collect();
         assert_eq!(terminal, [Succeeded, Failed, Killed]);
     }
 }

@@ -168,7 +168,8 @@ impl ControlPlane {
     /// task on the runtime that created it.
     pub async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig_path)?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
@@ -188,12 +189,20 @@ impl ControlPlane {
     /// until it is ready.
     pub fn start_apiserver(&self) -> Result<()> {
         let log = self.dir.path().join("kube-apiserver.log");
-        self.supervisor
-            .spawn(APISERVER, &self.assets.kube_apiserver, &self.apiserver_args, &log)?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        self.supervisor.spawn(
+            APISERVER,
+            &self.assets.kube_apiserver,
+            &self.apiserver_args,
+            &log,
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(self.wait_ready()).map_err(|error| {
             let tail = log_tail(&log, 30);
-            error.context(format!("kube-apiserver did not become ready; the end of its log:\n{tail}"))
+            error.context(format!(
+                "kube-apiserver did not become ready; the end of its log:\n{tail}"
+            ))
         })
     }
 

@@ -55,7 +55,13 @@ impl Supervisor {
     }
 
     /// Starts `program` under `name`, its stdout and stderr appended to `log`.
-    pub(crate) fn spawn(&self, name: &str, program: &Path, args: &[String], log: &Path) -> Result<()> {
+    pub(crate) fn spawn(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<()> {
         let (reply, answer) = mpsc::channel();
         self.send(Request::Spawn {
             name: name.to_owned(),

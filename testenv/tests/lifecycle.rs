@@ -39,9 +39,17 @@ fn dropping_a_control_plane_stops_its_processes_and_deletes_its_folder() {
     let plane = start();
     let folder = plane.dir().to_owned();
     assert!(plane.is_running());
-    assert_eq!(processes_using(&folder).len(), 2, "etcd and kube-apiserver run");
+    assert_eq!(
+        processes_using(&folder).len(),
+        2,
+        "etcd and kube-apiserver run"
+    );
     drop(plane);
-    assert!(processes_using(&folder).is_empty(), "left: {:?}", processes_using(&folder));
+    assert!(
+        processes_using(&folder).is_empty(),
+        "left: {:?}",
+        processes_using(&folder)
+    );
     assert!(!folder.exists(), "{} still exists", folder.display());
 }
 
@@ -56,7 +64,11 @@ fn a_test_that_panics_leaves_no_process_behind() {
     .join();
     assert!(outcome.is_err());
     let folder = rx.recv().unwrap();
-    assert!(processes_using(&folder).is_empty(), "left: {:?}", processes_using(&folder));
+    assert!(
+        processes_using(&folder).is_empty(),
+        "left: {:?}",
+        processes_using(&folder)
+    );
     assert!(!folder.exists());
 }
 
@@ -82,14 +94,19 @@ fn killing_the_process_that_owns_the_control_plane_kills_etcd_and_the_apiserver(
 
     owner.kill().unwrap(); // SIGKILL: no handler, no destructor runs
     owner.wait().unwrap();
-    wait_until("kube-apiserver is gone", || processes_using(Path::new(&apiserver)).is_empty());
+    wait_until("kube-apiserver is gone", || {
+        processes_using(Path::new(&apiserver)).is_empty()
+    });
 }
 
 #[test]
 fn the_apiserver_restarts_on_the_same_port_and_keeps_its_data() {
     use k8s_openapi::api::core::v1::Namespace;
     let plane = start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let ns: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "kept"}})).unwrap();

@@ -20,7 +20,9 @@ fn sample_spec() -> Result<AiAppSpec> {
 
 pub fn the_generated_crd_is_accepted_and_established() -> Result<(), Failed> {
     fixture::run("crd-established", |ctx| async move {
-        let crd = Api::<CustomResourceDefinition>::all(ctx.client).get(CRD_NAME).await?;
+        let crd = Api::<CustomResourceDefinition>::all(ctx.client)
+            .get(CRD_NAME)
+            .await?;
         let status = crd.status.context("the CRD has no status")?;
         let conditions = status.conditions.unwrap_or_default();
         for wanted in ["Established", "NamesAccepted"] {
@@ -30,19 +32,26 @@ pub fn the_generated_crd_is_accepted_and_established() -> Result<(), Failed> {
             })?;
         }
         let names = status.accepted_names.context("no accepted names")?;
-        ensure(names.plural == "aiapps", || format!("plural {}", names.plural))?;
+        ensure(names.plural == "aiapps", || {
+            format!("plural {}", names.plural)
+        })?;
         ensure(names.short_names == Some(vec!["aiapp".to_owned()]), || {
             format!("short names {:?}", names.short_names)
         })?;
-        ensure(names.categories == Some(vec!["dataforest".to_owned()]), || {
-            format!("categories {:?}", names.categories)
-        })?;
-        let version = &crd.spec.versions[0];
-        ensure(version.name == "v1alpha1" && version.served && version.storage, || {
-            format!("version {}", version.name)
-        })?;
         ensure(
-            version.subresources.as_ref().is_some_and(|s| s.status.is_some()),
+            names.categories == Some(vec!["dataforest".to_owned()]),
+            || format!("categories {:?}", names.categories),
+        )?;
+        let version = &crd.spec.versions[0];
+        ensure(
+            version.name == "v1alpha1" && version.served && version.storage,
+            || format!("version {}", version.name),
+        )?;
+        ensure(
+            version
+                .subresources
+                .as_ref()
+                .is_some_and(|s| s.status.is_some()),
             || "no status subresource".to_owned(),
         )
     })
@@ -58,12 +67,18 @@ pub fn an_aiapp_can_be_created_read_back_and_given_a_status() -> Result<(), Fail
 
         let read = aiapps.get("train").await?;
         ensure(read.spec.queue_name == "gpu", || {
-            format!("queueName should default to gpu, got {}", read.spec.queue_name)
+            format!(
+                "queueName should default to gpu, got {}",
+                read.spec.queue_name
+            )
         })?;
-        ensure(read.spec.docker.image == "nvcr.io/nvidia/pytorch:24.01-py3", || {
-            format!("image {}", read.spec.docker.image)
+        ensure(
+            read.spec.docker.image == "nvcr.io/nvidia/pytorch:24.01-py3",
+            || format!("image {}", read.spec.docker.image),
+        )?;
+        ensure(read.status.is_none(), || {
+            "a new AiApp has no status".to_owned()
         })?;
-        ensure(read.status.is_none(), || "a new AiApp has no status".to_owned())?;
 
         let status = AiAppStatus {
             phase: Some(Phase::Accepted),
@@ -79,16 +94,24 @@ pub fn an_aiapp_can_be_created_read_back_and_given_a_status() -> Result<(), Fail
             "status": status,
         });
         aiapps
-            .patch_status("train", &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch_status(
+                "train",
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await?;
 
         let read = aiapps.get("train").await?;
-        ensure(read.meta().uid.as_deref() == Some(uid.as_str()), || "uid changed".to_owned())?;
+        ensure(read.meta().uid.as_deref() == Some(uid.as_str()), || {
+            "uid changed".to_owned()
+        })?;
         ensure(read.status.as_ref() == Some(&status), || {
             format!("status read back {:?}, wrote {status:?}", read.status)
         })?;
         // The status subresource keeps status writes from touching the spec.
-        ensure(read.spec == created.spec, || "status write changed the spec".to_owned())
+        ensure(read.spec == created.spec, || {
+            "status write changed the spec".to_owned()
+        })
     })
 }
 
@@ -96,7 +119,10 @@ pub fn kubectl_shows_the_printer_columns_and_short_name() -> Result<(), Failed> 
     fixture::run("kubectl-columns", |ctx| async move {
         let aiapps: Api<AiApp> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
         aiapps
-            .create(&PostParams::default(), &AiApp::new("columns", sample_spec()?))
+            .create(
+                &PostParams::default(),
+                &AiApp::new("columns", sample_spec()?),
+            )
             .await?;
         let output = ctx
             .kubectl()
@@ -104,12 +130,27 @@ pub fn kubectl_shows_the_printer_columns_and_short_name() -> Result<(), Failed> 
             .output()?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         ensure(output.status.success(), || {
-            format!("kubectl failed: {}", String::from_utf8_lossy(&output.stderr))
+            format!(
+                "kubectl failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
         })?;
         let header = stdout.lines().next().unwrap_or_default();
-        for column in ["NAME", "APP ID", "PHASE", "STATE", "FINAL STATUS", "AGE", "APP NAME"] {
-            ensure(header.contains(column), || format!("no column {column} in {header:?}"))?;
+        for column in [
+            "NAME",
+            "APP ID",
+            "PHASE",
+            "STATE",
+            "FINAL STATUS",
+            "AGE",
+            "APP NAME",
+        ] {
+            ensure(header.contains(column), || {
+                format!("no column {column} in {header:?}")
+            })?;
         }
-        ensure(stdout.contains("columns"), || format!("the AiApp is not listed: {stdout}"))
+        ensure(stdout.contains("columns"), || {
+            format!("the AiApp is not listed: {stdout}")
+        })
     })
 }

@@ -2,9 +2,9 @@
 //! started on first use with the project's CRD installed, and a namespace per test.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -20,25 +20,32 @@ use kube::{Api, Client};
 pub const CRD_YAML: &str = include_str!("../../crds/aiapps.dataforest.dev.yaml");
 pub const CRD_NAME: &str = "aiapps.dataforest.dev";
 
-static PLANE: Mutex<Option<Arc<RwLock<ControlPlane>>>> = Mutex::new(None);
+/// The shared control plane, or why it could not start (then no test tries again).
+static PLANE: Mutex<Option<Result<Arc<RwLock<ControlPlane>>, String>>> = Mutex::new(None);
 static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
 
 /// Stops the control plane if a test started it; `main` calls it after the last test.
 pub fn shutdown() {
-    let plane = PLANE.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+    let plane = PLANE
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .take();
     drop(plane);
 }
 
 fn shared_plane() -> Result<Arc<RwLock<ControlPlane>>> {
     let mut slot = PLANE.lock().unwrap_or_else(|poison| poison.into_inner());
-    if let Some(plane) = slot.as_ref() {
-        return Ok(plane.clone());
-    }
-    let plane = ControlPlane::start(Assets::locate()?)?;
-    install_crd(&plane)?;
-    let plane = Arc::new(RwLock::new(plane));
-    *slot = Some(plane.clone());
-    Ok(plane)
+    let plane = slot.get_or_insert_with(|| {
+        let start = || -> Result<ControlPlane> {
+            let plane = ControlPlane::start(Assets::locate()?)?;
+            install_crd(&plane)?;
+            Ok(plane)
+        };
+        start()
+            .map(|plane| Arc::new(RwLock::new(plane)))
+            .map_err(|error| format!("the control plane did not start: {error:#}"))
+    });
+    plane.clone().map_err(anyhow::Error::msg)
 }
 
 fn install_crd(plane: &ControlPlane) -> Result<()> {
@@ -46,8 +53,12 @@ fn install_crd(plane: &ControlPlane) -> Result<()> {
         let client = plane.client().await?;
         let crds: Api<CustomResourceDefinition> = Api::all(client);
         let crd: CustomResourceDefinition = serde_yaml_ng::from_str(CRD_YAML)?;
-        crds.patch(CRD_NAME, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd))
-            .await?;
+        crds.patch(
+            CRD_NAME,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
         let established = await_condition(crds, CRD_NAME, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established)
             .await
@@ -108,7 +119,13 @@ async fn create_namespace(client: &Client, test_name: &str) -> Result<String> {
     let serial = NAMESPACES.fetch_add(1, Ordering::Relaxed);
     let slug: String = test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(50)
         .collect();
     let name = format!("{}-{serial}", slug.trim_matches('-'));

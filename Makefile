@@ -29,6 +29,10 @@ test: ## Run the whole test suite against a real kube-apiserver and etcd
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	bash hack/no-leftovers.sh
 
+.PHONY: bench
+bench: ## Emulator throughput (submits/s) and memory while apps churn
+	$(CARGO) bench --bench emulator
+
 .PHONY: lint
 lint: ## rustfmt and clippy, as CI wants them
 	$(CARGO) fmt --all -- --check

@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod dataforest;
+pub mod emulator;
+pub mod submit;
 pub mod telemetry;
 
 /// Installs the one rustls crypto provider of the process (ring), before any TLS client

@@ -23,23 +23,27 @@ enum Command {
     /// Print the AiApp CustomResourceDefinition as YAML.
     Crd,
     /// Serve the Data Forest emulator.
-    Emulator,
+    Emulator(dataforest_operator::emulator::cli::EmulatorArgs),
     /// Submit one AiApp's spec straight to the Data Forest API.
-    Submit,
+    Submit(dataforest_operator::submit::SubmitArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     dataforest_operator::install_crypto_provider();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            eprintln!("dataforest-operator: `run` is not yet implemented");
+            ExitCode::from(2)
+        }
         Command::Crd => {
             print!("{}", dataforest_operator::crd::crd_yaml());
             ExitCode::SUCCESS
         }
-        other => {
+        Command::Emulator(args) => {
             telemetry::init(cli.log_format);
-            eprintln!("dataforest-operator: `{other:?}` is not yet implemented");
-            ExitCode::from(2)
+            dataforest_operator::emulator::cli::run(&args)
         }
+        Command::Submit(args) => dataforest_operator::submit::run(&args),
     }
 }

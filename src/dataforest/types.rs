@@ -1,0 +1,391 @@
+//! Request and response bodies of the AI Apps API, parsed leniently: the service is
+//! loosely documented, so every response field is optional and unknown values are kept.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::crd::{AiAppData, AiAppDocker, AiAppResource, AiAppSpec};
+
+/// The body of `submit`: the six submitted fields of an AiApp, with the prefix resolved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitRequest {
+    pub ai_workspace_id: String,
+    pub name_prefix: String,
+    pub queue_name: String,
+    pub data: AiAppData,
+    pub docker: AiAppDocker,
+    pub resource: AiAppResource,
+}
+
+impl SubmitRequest {
+    /// Builds the body from a spec; `name_prefix` is the one the caller resolved (the
+    /// spec's own, or a derived one) so that it can be recorded before the call.
+    pub fn from_spec(spec: &AiAppSpec, name_prefix: &str) -> Self {
+        Self {
+            ai_workspace_id: spec.ai_workspace_id.clone(),
+            name_prefix: name_prefix.to_owned(),
+            queue_name: spec.queue_name.clone(),
+            data: spec.data.clone(),
+            docker: spec.docker.clone(),
+            resource: spec.resource.clone(),
+        }
+    }
+}
+
+/// Body of `getDetail` and `kill`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IdRequest {
+    pub id: String,
+}
+
+/// Body of `getList`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ListRequest {
+    pub search: ListSearch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSearch {
+    pub account_id: String,
+}
+
+impl ListRequest {
+    pub fn for_account(account_id: &str) -> Self {
+        Self {
+            search: ListSearch {
+                account_id: account_id.to_owned(),
+            },
+        }
+    }
+}
+
+/// YARN states after which an app never changes again.
+pub const TERMINAL_STATES: [&str; 3] = ["FINISHED", "FAILED", "KILLED"];
+
+/// Whether a `state` value is terminal; unknown values are not.
+pub fn is_terminal_state(state: &str) -> bool {
+    TERMINAL_STATES.contains(&state)
+}
+
+/// Answer of `submit`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SubmitResponse {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<String>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub elapsed_millis: Option<i64>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<String>,
+}
+
+/// Answer of `getDetail`: one app, with its containers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AppDetail {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// YARN application id.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<String>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub elapsed_millis: Option<i64>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<String>,
+    /// Keyed by an opaque name (container id or component).
+    #[serde(
+        deserialize_with = "lenient_or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub containers: BTreeMap<String, Container>,
+}
+
+impl AppDetail {
+    /// Whether the app ended (FINISHED, FAILED or KILLED); judge the outcome by `final_status`.
+    pub fn is_terminal(&self) -> bool {
+        self.state.as_deref().is_some_and(is_terminal_state)
+    }
+}
+
+/// One container of an app, as getDetail reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Container {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<i64>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    /// Undocumented vocabulary; diagnostics only.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Answer of `getList`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ListResponse {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(deserialize_with = "lenient_or_default")]
+    pub contents: Vec<AppSummary>,
+}
+
+/// One item of getList.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AppSummary {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<String>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<String>,
+    #[serde(with = "time", skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub workspace_name: Option<String>,
+}
+
+impl AppSummary {
+    pub fn is_terminal(&self) -> bool {
+        self.state.as_deref().is_some_and(is_terminal_state)
+    }
+}
+
+/// Answer of `kill`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KillResponse {
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// A field of the wrong type becomes `None` rather than failing the whole answer: one odd
+/// field must not hide an app's state from the controller. Numbers sent as strings are read.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    if let Ok(parsed) = serde_json::from_value::<T>(value.clone()) {
+        return Ok(Some(parsed));
+    }
+    Ok(match value {
+        serde_json::Value::String(s) => serde_json::from_str::<T>(s.trim()).ok(),
+        _ => None,
+    })
+}
+
+fn lenient_or_default<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(lenient(d)?.unwrap_or_default())
+}
+
+/// Parses a Data Forest timestamp: RFC 3339 with `Z` or an offset. Empty, unparsable and
+/// the epoch (Data Forest's "not finished", in any offset) all mean absent.
+pub fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let ts: Timestamp = text.trim().parse().ok()?;
+    (ts != Timestamp::UNIX_EPOCH).then_some(ts)
+}
+
+mod time {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => parse_timestamp(&s),
+            _ => None,
+        })
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(ts) => s.serialize_str(&ts.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_documented_submit_example_parses_with_an_epoch_finished_at_as_absent() {
+        let body = json!({
+            "success": true, "id": "dN2vdAwrCMZdUzGKKiFy6Z", "accountName": "acct",
+            "name": "abcd-cvbp-1zqz", "queueName": "gpu",
+            "startedAt": "2022-08-01T11:08:33.086+09:00", "finishedAt": "1970-01-01T09:00:00+09:00",
+            "elapsedMillis": 12, "state": "ACCEPTED", "finalStatus": "UNDEFINED"
+        });
+        let r: SubmitResponse = serde_json::from_value(body).unwrap();
+        assert_eq!(r.id.as_deref(), Some("dN2vdAwrCMZdUzGKKiFy6Z"));
+        assert_eq!(
+            r.started_at,
+            Some("2022-08-01T02:08:33.086Z".parse().unwrap())
+        );
+        assert_eq!(r.finished_at, None);
+        assert_eq!(r.elapsed_millis, Some(12));
+        assert_eq!(r.state.as_deref(), Some("ACCEPTED"));
+    }
+
+    #[test]
+    fn timestamps_accept_z_and_offsets_and_reject_empty_or_epoch() {
+        let cases = [
+            ("2023-05-17T01:44:47.805Z", Some("2023-05-17T01:44:47.805Z")),
+            ("2025-02-25T15:49:07+09:00", Some("2025-02-25T06:49:07Z")),
+            ("1970-01-01T09:00:00+09:00", None),
+            ("1970-01-01T00:00:00Z", None),
+            ("", None),
+            ("  ", None),
+            ("yesterday", None),
+        ];
+        for (text, expected) in cases {
+            let expected: Option<Timestamp> = expected.map(|e| e.parse().unwrap());
+            assert_eq!(parse_timestamp(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_states_and_fields_are_kept_or_ignored_not_fatal() {
+        let body = json!({
+            "id": "x", "state": "SOMETHING_NEW", "finalStatus": "ENDED", "brandNew": {"a": 1},
+            "elapsedMillis": "integer", "containers": {"c1": {"status": "COMPLETE", "cpuCount": "2", "extra": 1}}
+        });
+        let d: AppDetail = serde_json::from_value(body).unwrap();
+        assert_eq!(d.state.as_deref(), Some("SOMETHING_NEW"));
+        assert_eq!(d.final_status.as_deref(), Some("ENDED"));
+        assert_eq!(d.elapsed_millis, None);
+        assert!(!d.is_terminal());
+        assert_eq!(d.containers["c1"].cpu_count, Some(2));
+        assert_eq!(d.containers["c1"].status.as_deref(), Some("COMPLETE"));
+    }
+
+    #[test]
+    fn an_empty_object_parses_as_all_absent() {
+        let d: AppDetail = serde_json::from_str("{}").unwrap();
+        assert_eq!(d, AppDetail::default());
+        let l: ListResponse = serde_json::from_str(r#"{"contents": null}"#).unwrap();
+        assert!(l.contents.is_empty());
+    }
+
+    #[test]
+    fn terminal_states_are_exactly_finished_failed_and_killed() {
+        for (state, terminal) in [
+            ("FINISHED", true),
+            ("FAILED", true),
+            ("KILLED", true),
+            ("RUNNING", false),
+            ("ACCEPTED", false),
+            ("NEW_SAVING", false),
+            ("finished", false),
+            ("", false),
+        ] {
+            assert_eq!(is_terminal_state(state), terminal, "{state}");
+        }
+    }
+
+    #[test]
+    fn a_list_item_parses_every_documented_field() {
+        let body = json!({"contents": [{
+            "accountName": "a", "appId": "application_1_0001", "disabled": false, "finalStatus": "SUCCEEDED",
+            "finishedAt": "2023-05-17T01:44:47.805Z", "id": "i", "modifiedAt": "2023-05-17T01:44:47.805Z",
+            "name": "ab-cdef-ghij", "queueName": "gpu", "startedAt": "2023-05-17T01:40:00Z",
+            "state": "FINISHED", "workspaceName": "ws"
+        }], "success": true, "message": "success"});
+        let l: ListResponse = serde_json::from_value(body).unwrap();
+        let item = &l.contents[0];
+        assert!(item.is_terminal());
+        assert_eq!(item.disabled, Some(false));
+        assert_eq!(item.workspace_name.as_deref(), Some("ws"));
+        assert!(
+            item.finished_at.is_some() && item.modified_at.is_some() && item.started_at.is_some()
+        );
+    }
+
+    #[test]
+    fn a_submit_request_carries_the_six_fields_in_camel_case_and_no_operator_fields() {
+        let spec: AiAppSpec = serde_json::from_value(json!({
+            "aiWorkspaceId": "ws1", "docker": {"image": "img:1", "command": "python x.py", "env": {"A": "1"}},
+            "resource": {"gpuCount": 2, "gpuModel": "T4"},
+            "credentials": {"secretName": "s"}, "deletionPolicy": "Orphan"
+        }))
+        .unwrap();
+        let body = serde_json::to_value(SubmitRequest::from_spec(&spec, "abc12345")).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "aiWorkspaceId": "ws1", "namePrefix": "abc12345", "queueName": "gpu",
+                "data": {"input": [], "output": []},
+                "docker": {"image": "img:1", "command": "python x.py", "env": {"A": "1"}},
+                "resource": {"gpuCount": 2, "gpuModel": "T4"}
+            })
+        );
+    }
+}

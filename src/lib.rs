@@ -5,6 +5,8 @@
 pub mod crd;
 pub mod dataforest;
 pub mod emulator;
+pub mod health;
+pub mod metrics;
 pub mod submit;
 pub mod telemetry;
 

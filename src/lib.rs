@@ -6,6 +6,7 @@ pub mod crd;
 pub mod dataforest;
 pub mod emulator;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod submit;
 pub mod telemetry;

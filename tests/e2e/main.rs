@@ -7,6 +7,7 @@
 
 mod crd;
 mod fixture;
+mod leader;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,11 @@ fn main() -> ExitCode {
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
+        leader::only_one_of_two_candidates_leads,
+        leader::a_released_lease_is_taken_over_by_the_other_candidate,
+        leader::a_leader_whose_lease_is_taken_learns_it_lost,
+        leader::an_expired_lease_is_taken_over,
+        leader::a_leader_that_cannot_renew_loses_when_its_lease_runs_out,
     ];
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();

@@ -2,12 +2,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod dataforest;
 pub mod emulator;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod plan;
+pub mod run;
+pub mod status;
 pub mod submit;
 pub mod telemetry;
 

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (the default).
-    Run,
+    Run(Box<dataforest_operator::run::RunArgs>),
     /// Print the AiApp CustomResourceDefinition as YAML.
     Crd,
     /// Serve the Data Forest emulator.
@@ -31,10 +31,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     dataforest_operator::install_crypto_provider();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            eprintln!("dataforest-operator: `run` is not yet implemented");
-            ExitCode::from(2)
+    let command = cli.command.unwrap_or_else(|| {
+        // No subcommand means `run` with its flags from the environment.
+        let args = Cli::parse_from(["dataforest-operator", "run"]);
+        args.command.expect("run parses")
+    });
+    match command {
+        Command::Run(args) => {
+            telemetry::init(cli.log_format);
+            dataforest_operator::run::run(&args)
         }
         Command::Crd => {
             print!("{}", dataforest_operator::crd::crd_yaml());

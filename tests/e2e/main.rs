@@ -5,9 +5,11 @@
 //! summary): it owns the control plane's start, on first use, and its stop, after the
 //! last test or on Ctrl-C.
 
+mod controller;
 mod crd;
 mod fixture;
 mod leader;
+mod world;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,18 @@ fn main() -> ExitCode {
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
+        controller::an_aiapp_runs_to_succeeded_with_its_status_filled_in,
+        controller::a_failing_app_ends_failed,
+        controller::deleting_an_aiapp_with_kill_kills_its_running_app,
+        controller::deleting_an_aiapp_with_orphan_leaves_its_app_running,
+        controller::deleting_an_aiapp_after_its_secret_is_gone_still_kills_the_app,
+        controller::an_aiapp_waits_for_its_missing_secret_and_submits_once_it_exists,
+        controller::wrong_credentials_park_the_aiapp_without_retrying,
+        controller::throttling_and_server_errors_are_retried_and_the_app_still_succeeds,
+        controller::a_lost_submit_response_never_produces_a_second_app,
+        controller::a_server_error_after_the_app_was_created_never_produces_a_second_app,
+        controller::with_a_listing_lag_the_grace_period_prevents_a_duplicate,
+        controller::a_paused_aiapp_makes_no_api_calls,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

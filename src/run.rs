@@ -1,0 +1,280 @@
+//! `dataforest-operator run`: flags, the health and metrics server, waiting for the CRD,
+//! leader election, and the controller, until SIGTERM or the lease is lost.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use tracing::{error, info, warn};
+
+use crate::controller::{self, ControllerConfig, Runtime};
+use crate::crd::AiApp;
+use crate::credentials::CredentialsPolicy;
+use crate::dataforest::{DEFAULT_ENDPOINT, RetryPolicy};
+use crate::health::{self, Health};
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::metrics::Metrics;
+
+/// Flags of `run`; each can also come from the environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// API base URL for AiApps whose Secret names none.
+    #[arg(long, env = "DATAFOREST_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Base URLs the operator may call (comma-separated); a Secret's endpoint must be one.
+    #[arg(long, env = "DATAFOREST_ALLOWED_ENDPOINTS", value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
+    pub allowed_endpoints: Vec<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// First poll interval after a change, e.g. `2s`.
+    #[arg(long, env = "POLL_MIN", value_parser = parse_duration, default_value = "2s")]
+    pub poll_min: Duration,
+    /// Longest interval between two polls of a running app.
+    #[arg(long, env = "POLL_CEILING", value_parser = parse_duration, default_value = "60s")]
+    pub poll_ceiling: Duration,
+    /// How long an app may take to show in getList after a submit whose answer was lost.
+    #[arg(long, env = "RECOVERY_GRACE", value_parser = parse_duration, default_value = "2m")]
+    pub recovery_grace: Duration,
+    /// How long getDetail may answer "not found" for a known app before phase Unknown.
+    #[arg(long, env = "NOT_FOUND_GRACE", value_parser = parse_duration, default_value = "1m")]
+    pub not_found_grace: Duration,
+    /// How long a deletion waits for a killed app to end.
+    #[arg(long, env = "DELETION_TIMEOUT", value_parser = parse_duration, default_value = "10m")]
+    pub deletion_timeout: Duration,
+    /// Timeout of one Data Forest API call.
+    #[arg(long, env = "API_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub api_timeout: Duration,
+    /// AiApps reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "dataforest-operator")]
+    pub lease_name: String,
+    /// This instance's identity in the Lease and in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long the lease lasts without a renew.
+    #[arg(long, env = "LEASE_DURATION", value_parser = parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s or 5m"))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(number.saturating_mul(unit_ms)))
+}
+
+impl RunArgs {
+    fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+    }
+
+    /// The controller's settings from the flags.
+    pub fn controller_config(&self) -> ControllerConfig {
+        ControllerConfig {
+            credentials: CredentialsPolicy {
+                endpoint: Some(self.endpoint.clone()),
+                allowed_endpoints: self.allowed_endpoints.clone(),
+            },
+            namespace: self.namespace.clone(),
+            poll_min: self.poll_min,
+            poll_ceiling: self.poll_ceiling,
+            recovery_grace: self.recovery_grace,
+            not_found_grace: self.not_found_grace,
+            deletion_bound: self.deletion_timeout,
+            api_timeout: self.api_timeout,
+            api_retry: RetryPolicy::default(),
+            concurrency: self.concurrency,
+            instance: self.identity(),
+        }
+    }
+}
+
+/// Runs the operator; exit status 1 when it lost its lease or could not start.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dataforest-operator: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(operate(args.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn operate(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let metrics = Metrics::new();
+    let health = Health::new();
+    health.set_ready(false, "starting");
+    let listener = tokio::net::TcpListener::bind(args.metrics_address)
+        .await
+        .with_context(|| format!("listening on {}", args.metrics_address))?;
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(health::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        async {
+            let _ = server_stopped.await;
+        },
+    ));
+
+    let outcome = lead_and_reconcile(&args, client, metrics, health).await;
+    let _ = stop_server.send(());
+    let _ = server.await;
+    outcome
+}
+
+async fn lead_and_reconcile(
+    args: &RunArgs,
+    client: Client,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
+    let signal = terminated();
+    tokio::pin!(signal);
+    tokio::select! {
+        () = wait_for_crd(&client, &health) => {}
+        () = &mut signal => return Ok(()),
+    }
+    // Followers are ready too: they serve probes and metrics, and take over at once.
+    health.set_ready(true, "ok");
+    let identity = args.identity();
+    let lease = LeaseConfig {
+        lease_duration: args.lease_duration,
+        renew_every: args.lease_duration / 3,
+        retry_every: args.lease_duration / 5,
+        ..LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)
+    };
+    let elector = LeaderElector::start(client.clone(), lease);
+    let leadership = elector.leadership();
+    info!(%identity, lease = %args.lease_name, "waiting to lead");
+    tokio::select! {
+        () = leadership.acquired() => {}
+        () = &mut signal => {
+            elector.release().await;
+            return Ok(());
+        }
+    }
+    info!(%identity, "leading: reconciling AiApps");
+    let lost = leadership.clone();
+    let runtime = Runtime {
+        client,
+        metrics,
+        leadership: Some(leadership.clone()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reconciling = controller::run(runtime, args.controller_config(), async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(reconciling);
+    tokio::select! {
+        result = &mut reconciling => {
+            elector.release().await;
+            result
+        }
+        () = &mut signal => {
+            info!("stopping on a signal: finishing reconciles in flight, then releasing the lease");
+            let _ = stop.send(());
+            let result = reconciling.await;
+            elector.release().await;
+            result
+        }
+        () = lost.lost() => {
+            let _ = stop.send(());
+            let _ = reconciling.await;
+            anyhow::bail!("lost the leader lease; exiting so that only the new leader reconciles")
+        }
+    }
+}
+
+/// Waits until the AiApp CRD is served; under Argo CD sync order it can arrive after
+/// the operator. Meanwhile the operator is alive but not ready, and says why.
+async fn wait_for_crd(client: &Client, health: &Health) {
+    let aiapps: Api<AiApp> = Api::all(client.clone());
+    loop {
+        match aiapps.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(error) => {
+                let reason = format!("the CRD aiapps.dataforest.dev is not served yet: {error}");
+                warn!("{reason}; retrying in 5s");
+                health.set_ready(false, reason);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM (a pod stop) or Ctrl-C.
+async fn terminated() {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_the_units_people_write() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(
+            parse_duration("5 minutes")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,420 @@
+//! The controller end to end: AiApps on a real apiserver become apps in the emulator,
+//! with status that stays true, deletion that kills, and never a duplicate app.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dataforest_operator::crd::{AiApp, DeletionPolicy, FINALIZER, Phase};
+use dataforest_operator::dataforest::Operation;
+use dataforest_operator::emulator::{Fault, Faults};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use libtest_mimic::Failed;
+
+use crate::fixture::{self, ensure};
+use crate::world::{SECRET_KEY, SECRET_NAME, World, spec};
+
+fn phase(app: &AiApp) -> Option<Phase> {
+    app.status.as_ref().and_then(|s| s.phase)
+}
+
+fn condition<'a>(app: &'a AiApp, type_: &str) -> Option<(&'a str, &'a str)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+async fn event_reasons(world: &World, name: &str) -> Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(world.client.clone(), &world.namespace);
+    let list = events.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .filter_map(|e| e.reason)
+        .collect())
+}
+
+/// Waits until an Event with `reason` was recorded for the AiApp `name`.
+async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
+    loop {
+        let reasons = event_reasons(world, name).await?;
+        if reasons.iter().any(|r| r == reason) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("no {reason} Event for {name}; seen {reasons:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn an_aiapp_runs_to_succeeded_with_its_status_filled_in() -> Result<(), Failed> {
+    fixture::run("happy-path", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            world.create("train", spec(200, 300, "SUCCEEDED")).await?;
+            let app = world
+                .wait_for("train", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                .await?;
+            let status = app.status.clone().context("no status")?;
+            ensure(status.state.as_deref() == Some("FINISHED"), || {
+                format!("state {:?}", status.state)
+            })?;
+            ensure(status.final_status.as_deref() == Some("SUCCEEDED"), || {
+                format!("{:?}", status.final_status)
+            })?;
+            ensure(
+                status.started_at.is_some() && status.finished_at.is_some(),
+                || "times missing".into(),
+            )?;
+            ensure(status.id.as_ref().is_some_and(|id| id.len() == 22), || {
+                format!("id {:?}", status.id)
+            })?;
+            ensure(
+                status.containers.iter().any(|c| c.log_url.is_some()),
+                || format!("no container log URL: {:?}", status.containers),
+            )?;
+            ensure(
+                condition(&app, "Succeeded") == Some(("True", "Succeeded")),
+                || format!("conditions {:?}", status.conditions),
+            )?;
+            ensure(
+                status.observed_generation == app.metadata.generation,
+                || "observedGeneration".into(),
+            )?;
+            ensure(app.finalizers().iter().any(|f| f == FINALIZER), || {
+                "no finalizer".into()
+            })?;
+            let prefix = status
+                .submission
+                .as_ref()
+                .context("no marker")?
+                .name_prefix
+                .clone();
+            ensure(world.apps_with_prefix(&prefix).len() == 1, || {
+                "not exactly one app".into()
+            })?;
+            // Events are published just after the status write that they describe.
+            for reason in ["Submitted", "Running", "Succeeded"] {
+                wait_for_event(&world, "train", reason).await?;
+            }
+            Ok(())
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn a_failing_app_ends_failed() -> Result<(), Failed> {
+    fixture::run("failing-app", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            world.create("broken", spec(100, 100, "FAILED")).await?;
+            let app = world
+                .wait_for("broken", "Failed", |a| phase(a) == Some(Phase::Failed))
+                .await?;
+            ensure(
+                condition(&app, "Failed") == Some(("True", "AppFailed")),
+                || format!("conditions {:?}", app.status),
+            )
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+/// Creates a long-running AiApp, waits for Running, deletes it, and returns the app id.
+async fn delete_running(world: &World, name: &str, policy: DeletionPolicy) -> Result<String> {
+    let mut spec = spec(0, 3_600_000, "SUCCEEDED");
+    spec.deletion_policy = policy;
+    world.create(name, spec).await?;
+    let app = world
+        .wait_for(name, "Running", |a| phase(a) == Some(Phase::Running))
+        .await?;
+    let id = app.status.and_then(|s| s.id).context("no id")?;
+    world
+        .aiapps()
+        .delete(name, &DeleteParams::default())
+        .await?;
+    world.wait_gone(name).await?;
+    Ok(id)
+}
+
+fn app_state(world: &World, id: &str) -> Option<String> {
+    world
+        .emulator
+        .apps()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| a.state)
+}
+
+pub fn deleting_an_aiapp_with_kill_kills_its_running_app() -> Result<(), Failed> {
+    fixture::run("delete-kill", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            let id = delete_running(&world, "doomed", DeletionPolicy::Kill).await?;
+            let state = app_state(&world, &id);
+            ensure(state.as_deref() == Some("KILLED"), || {
+                format!("app {id} is {state:?}")
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn deleting_an_aiapp_with_orphan_leaves_its_app_running() -> Result<(), Failed> {
+    fixture::run("delete-orphan", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            let id = delete_running(&world, "kept", DeletionPolicy::Orphan).await?;
+            let state = app_state(&world, &id);
+            ensure(state.as_deref() == Some("RUNNING"), || {
+                format!("app {id} is {state:?}")
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn deleting_an_aiapp_after_its_secret_is_gone_still_kills_the_app() -> Result<(), Failed> {
+    fixture::run("delete-no-secret", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            world
+                .create("late", spec(0, 3_600_000, "SUCCEEDED"))
+                .await?;
+            let app = world
+                .wait_for("late", "Running", |a| phase(a) == Some(Phase::Running))
+                .await?;
+            let id = app.status.and_then(|s| s.id).context("no id")?;
+            world.delete_secret(SECRET_NAME).await?;
+            world
+                .aiapps()
+                .delete("late", &DeleteParams::default())
+                .await?;
+            world.wait_gone("late").await?;
+            let state = app_state(&world, &id);
+            ensure(state.as_deref() == Some("KILLED"), || {
+                format!("app {id} is {state:?}")
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn an_aiapp_waits_for_its_missing_secret_and_submits_once_it_exists() -> Result<(), Failed> {
+    fixture::run("secret-later", |ctx| async move {
+        let mut world =
+            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
+        world.start_operator(|_| {});
+        let outcome = async {
+            world.create("patient", spec(100, 100, "SUCCEEDED")).await?;
+            let app = world
+                .wait_for("patient", "Pending", |a| {
+                    condition(a, "Submitted").is_some_and(|c| c.1 == "CredentialsNotFound")
+                })
+                .await?;
+            let message = app.status.and_then(|s| s.message).unwrap_or_default();
+            ensure(message.contains(SECRET_NAME), || {
+                format!("the message names no Secret: {message}")
+            })?;
+            ensure(world.emulator.apps().is_empty(), || {
+                "submitted without credentials".into()
+            })?;
+            world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+            world
+                .wait_for("patient", "Succeeded", |a| {
+                    phase(a) == Some(Phase::Succeeded)
+                })
+                .await?;
+            Ok(())
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn wrong_credentials_park_the_aiapp_without_retrying() -> Result<(), Failed> {
+    fixture::run("wrong-credentials", |ctx| async move {
+        let mut world =
+            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
+        world
+            .create_secret(SECRET_NAME, "not-the-secret-key")
+            .await?;
+        world.start_operator(|_| {});
+        let outcome = async {
+            world.create("denied", spec(100, 100, "SUCCEEDED")).await?;
+            let app = world
+                .wait_for("denied", "Unauthorized", |a| {
+                    condition(a, "Submitted").is_some_and(|c| c.1 == "Unauthorized")
+                })
+                .await?;
+            ensure(phase(&app) == Some(Phase::Pending), || {
+                format!("phase {:?}", phase(&app))
+            })?;
+            // Touch the AiApp without changing what matters; a parked AiApp stays quiet.
+            for n in 0..5 {
+                let patch = serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
+                world
+                    .aiapps()
+                    .patch("denied", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let submits = world.emulator.stats().total(Operation::Submit);
+            ensure(submits == 1, || {
+                format!("{submits} submit calls for one parked AiApp")
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn throttling_and_server_errors_are_retried_and_the_app_still_succeeds() -> Result<(), Failed> {
+    fixture::run("retries", |ctx| async move {
+        let faults = Faults {
+            throttle: Fault::next(3).on(&[Operation::GetDetail]),
+            error_before: Fault::next(1).on(&[Operation::Submit]),
+            ..Faults::default()
+        };
+        let world = World::start(ctx.client, &ctx.namespace, faults).await?;
+        let outcome = async {
+            world.create("sturdy", spec(100, 100, "SUCCEEDED")).await?;
+            let app = world
+                .wait_for("sturdy", "Succeeded", |a| {
+                    phase(a) == Some(Phase::Succeeded)
+                })
+                .await?;
+            let prefix = app
+                .status
+                .and_then(|s| s.submission)
+                .context("no marker")?
+                .name_prefix;
+            let apps = world.apps_with_prefix(&prefix);
+            ensure(apps.len() == 1, || {
+                format!("{} apps for one AiApp: {apps:?}", apps.len())
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+async fn assert_one_app_after(
+    faults: Faults,
+    test: &str,
+    ctx: crate::fixture::TestContext,
+) -> Result<()> {
+    let world = World::start(ctx.client, &ctx.namespace, faults).await?;
+    let outcome = async {
+        world.create(test, spec(100, 100, "SUCCEEDED")).await?;
+        let app = world
+            .wait_for(test, "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+            .await?;
+        let status = app.status.context("no status")?;
+        let prefix = status.submission.context("no marker")?.name_prefix;
+        let apps = world.apps_with_prefix(&prefix);
+        ensure(apps.len() == 1, || {
+            format!("{} apps for one AiApp: {apps:?}", apps.len())
+        })?;
+        ensure(status.id.as_deref() == Some(apps[0].id.as_str()), || {
+            "status names another app".into()
+        })
+    }
+    .await;
+    world.stop().await?;
+    outcome
+}
+
+pub fn a_lost_submit_response_never_produces_a_second_app() -> Result<(), Failed> {
+    fixture::run("lost-response", |ctx| async move {
+        let faults = Faults {
+            lost_response: Fault::next(1).on(&[Operation::Submit]),
+            ..Faults::default()
+        };
+        assert_one_app_after(faults, "lost", ctx).await
+    })
+}
+
+pub fn a_server_error_after_the_app_was_created_never_produces_a_second_app() -> Result<(), Failed>
+{
+    fixture::run("error-after-create", |ctx| async move {
+        let faults = Faults {
+            error_after: Fault::next(1).on(&[Operation::Submit]),
+            ..Faults::default()
+        };
+        assert_one_app_after(faults, "after", ctx).await
+    })
+}
+
+pub fn with_a_listing_lag_the_grace_period_prevents_a_duplicate() -> Result<(), Failed> {
+    fixture::run("listing-lag", |ctx| async move {
+        let faults = Faults {
+            lost_response: Fault::next(1).on(&[Operation::Submit]),
+            listing_lag_ms: 1_500,
+            ..Faults::default()
+        };
+        assert_one_app_after(faults, "lagged", ctx).await
+    })
+}
+
+pub fn a_paused_aiapp_makes_no_api_calls() -> Result<(), Failed> {
+    fixture::run("paused", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            let mut app = AiApp::new("held", spec(100, 100, "SUCCEEDED"));
+            app.metadata.annotations =
+                Some([("dataforest.dev/paused".to_owned(), "true".to_owned())].into());
+            world.aiapps().create(&Default::default(), &app).await?;
+            world
+                .wait_for("held", "Paused", |a| {
+                    condition(a, "Submitted") == Some(("False", "Paused"))
+                })
+                .await?;
+            let calls: u64 = [
+                Operation::Submit,
+                Operation::GetDetail,
+                Operation::GetList,
+                Operation::Kill,
+            ]
+            .into_iter()
+            .map(|op| world.emulator.stats().total(op))
+            .sum();
+            ensure(calls == 0, || {
+                format!("{calls} API calls for a paused AiApp")
+            })?;
+            let unpause =
+                serde_json::json!({"metadata": {"annotations": {"dataforest.dev/paused": null}}});
+            world
+                .aiapps()
+                .patch("held", &PatchParams::default(), &Patch::Merge(&unpause))
+                .await?;
+            world
+                .wait_for("held", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                .await?;
+            Ok(())
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}

@@ -1,0 +1,229 @@
+//! A test's world: the Data Forest emulator, a credentials Secret pointing at it, and
+//! the operator running in-process on the test's namespace. Dropped or `stop`ped, it
+//! stops both.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use dataforest_operator::controller::{self, ControllerConfig, Runtime};
+use dataforest_operator::crd::{AiApp, AiAppSpec};
+use dataforest_operator::credentials::CredentialsPolicy;
+use dataforest_operator::dataforest::RetryPolicy;
+use dataforest_operator::emulator::{
+    AppSnapshot, Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline,
+};
+use dataforest_operator::metrics::Metrics;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ACCESS_KEY: &str = "E2EACCESSKEY00000001";
+pub const SECRET_KEY: &str = "e2e-secret-key-never-logged";
+pub const ACCOUNT_ID: &str = "e2eAccount000000000001";
+pub const SECRET_NAME: &str = "ncp-credentials";
+
+/// How long any one wait in these tests may take before it fails the test.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct World {
+    pub client: Client,
+    pub namespace: String,
+    pub emulator: EmulatorHandle,
+    operator: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// Operator settings that make the tests take seconds, not minutes.
+pub fn fast_config(namespace: &str, endpoint: &str) -> ControllerConfig {
+    ControllerConfig {
+        credentials: CredentialsPolicy {
+            endpoint: None,
+            allowed_endpoints: vec![endpoint.to_owned()],
+        },
+        namespace: Some(namespace.to_owned()),
+        poll_min: Duration::from_millis(200),
+        poll_ceiling: Duration::from_secs(1),
+        recovery_grace: Duration::from_secs(3),
+        not_found_grace: Duration::from_secs(2),
+        deletion_bound: Duration::from_secs(30),
+        api_timeout: Duration::from_secs(5),
+        api_retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        },
+        concurrency: 8,
+        instance: "e2e".to_owned(),
+    }
+}
+
+impl World {
+    /// Emulator (with `faults`), Secret, and a running operator.
+    pub async fn start(client: Client, namespace: &str, faults: Faults) -> Result<World> {
+        let mut world = World::without_operator(client, namespace, faults).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        world.start_operator(|_| {});
+        Ok(world)
+    }
+
+    /// The emulator only: the test creates the Secret and starts the operator itself.
+    pub async fn without_operator(
+        client: Client,
+        namespace: &str,
+        faults: Faults,
+    ) -> Result<World> {
+        let config = EmulatorConfig::default()
+            .with_account(ACCESS_KEY, SECRET_KEY, ACCOUNT_ID)
+            .with_timeline(Timeline {
+                accepted: Duration::from_millis(300),
+                running: Duration::from_millis(500),
+            })
+            .with_faults(faults);
+        let emulator = Emulator::start(config).await?;
+        Ok(World {
+            client,
+            namespace: namespace.to_owned(),
+            emulator,
+            operator: None,
+        })
+    }
+
+    pub fn start_operator(&mut self, tweak: impl FnOnce(&mut ControllerConfig)) {
+        let mut config = fast_config(&self.namespace, &self.emulator.url());
+        tweak(&mut config);
+        let runtime = Runtime {
+            client: self.client.clone(),
+            metrics: Metrics::new(),
+            leadership: None,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = controller::run(runtime, config, shutdown).await {
+                panic!("the operator failed: {error:#}");
+            }
+        });
+        self.operator = Some((stop, task));
+    }
+
+    /// Stops the operator gracefully (reconciles in flight finish).
+    pub async fn stop_operator(&mut self) -> Result<()> {
+        if let Some((stop, task)) = self.operator.take() {
+            let _ = stop.send(());
+            task.await
+                .map_err(|e| anyhow!("the operator task failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_secret(&self, name: &str, secret_key: &str) -> Result<()> {
+        let data: BTreeMap<String, String> = [
+            ("accessKey", ACCESS_KEY),
+            ("secretKey", secret_key),
+            ("accountId", ACCOUNT_ID),
+            ("endpoint", &self.emulator.url()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            string_data: Some(data),
+            ..Default::default()
+        };
+        self.secrets()
+            .create(&PostParams::default(), &secret)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.secrets()
+            .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn aiapps(&self) -> Api<AiApp> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn create(&self, name: &str, spec: AiAppSpec) -> Result<AiApp> {
+        Ok(self
+            .aiapps()
+            .create(&PostParams::default(), &AiApp::new(name, spec))
+            .await?)
+    }
+
+    /// Waits until the AiApp `name` satisfies `check`, and returns it.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&AiApp) -> bool + Send + 'static,
+    ) -> Result<AiApp> {
+        let seen = await_condition(self.aiapps(), name, move |app: Option<&AiApp>| {
+            app.is_some_and(&check)
+        });
+        let app = tokio::time::timeout(PATIENCE, seen)
+            .await
+            .map_err(|_| anyhow!("{name} did not become {what} within {PATIENCE:?}"))??;
+        app.context("the AiApp went away")
+    }
+
+    /// Waits until the AiApp `name` no longer exists.
+    pub async fn wait_gone(&self, name: &str) -> Result<()> {
+        let gone = await_condition(self.aiapps(), name, |app: Option<&AiApp>| app.is_none());
+        tokio::time::timeout(PATIENCE, gone)
+            .await
+            .map_err(|_| anyhow!("{name} was not deleted within {PATIENCE:?}"))??;
+        Ok(())
+    }
+
+    /// The emulator's apps whose name starts with `prefix-`.
+    pub fn apps_with_prefix(&self, prefix: &str) -> Vec<AppSnapshot> {
+        self.emulator
+            .apps()
+            .into_iter()
+            .filter(|app| app.name_prefix == prefix)
+            .collect()
+    }
+
+    pub async fn stop(mut self) -> Result<()> {
+        self.stop_operator().await?;
+        let World { emulator, .. } = self;
+        emulator.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A spec for the emulator: `accepted_ms` queued, then `running_ms` running, then the outcome.
+pub fn spec(accepted_ms: u64, running_ms: u64, outcome: &str) -> AiAppSpec {
+    serde_json::from_value(serde_json::json!({
+        "aiWorkspaceId": "6ZKSGoSJMMwctK257nxgiL",
+        "docker": {
+            "image": "nvcr.io/nvidia/pytorch:24.01-py3",
+            "command": "python train.py",
+            "env": {
+                "DATAFOREST_EMULATOR_ACCEPTED_MS": accepted_ms.to_string(),
+                "DATAFOREST_EMULATOR_RUNNING_MS": running_ms.to_string(),
+                "DATAFOREST_EMULATOR_OUTCOME": outcome,
+            },
+        },
+        "resource": {"gpuCount": 1, "gpuModel": "T4"},
+        "credentials": {"secretName": SECRET_NAME},
+    }))
+    .expect("a valid spec")
+}

@@ -97,11 +97,14 @@ pub enum Recovery {
 pub const CLOCK_SLACK: SignedDuration = SignedDuration::from_secs(60);
 
 /// Looks among `listed` for apps named `<prefix>-...`, started after the marker (less the
-/// clock slack), and not claimed by another AiApp.
+/// clock slack), and not claimed by another AiApp. `rivals` counts the other AiApps
+/// that recorded the same prefix and still look for their app: then even a single match
+/// may be theirs, and guessing could swap two jobs.
 pub fn recover(
     marker: &SubmissionMarker,
     listed: &[AppSummary],
     claimed: &HashSet<String>,
+    rivals: usize,
     now: Timestamp,
     grace: Duration,
 ) -> Recovery {
@@ -119,7 +122,7 @@ pub fn recover(
         .filter(|id| !claimed.contains(id))
         .collect();
     match matches.as_slice() {
-        [one] => Recovery::Adopt(one.clone()),
+        [one] if rivals == 0 => Recovery::Adopt(one.clone()),
         [] => {
             let waited = now.duration_since(marker.started_at.0);
             if waited >= SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX) {
@@ -274,42 +277,31 @@ mod tests {
         let too_old = listed("c1", "tra1x2y3-zzzz-zzzz", -3600);
         let twin = listed("d1", "tra1x2y3-wxyz-wxyz", 2);
 
-        let found = recover(
-            &marker(1),
-            &[mine.clone(), other_prefix.clone(), too_old.clone()],
-            &none,
-            at(5),
-            grace,
-        );
-        assert_eq!(found, Recovery::Adopt("a1".into()));
+        let recover_now = |listed: &[AppSummary], claimed: &HashSet<String>, rivals: usize| {
+            recover(&marker(1), listed, claimed, rivals, at(5), grace)
+        };
+        let all = [mine.clone(), other_prefix.clone(), too_old.clone()];
+        assert_eq!(recover_now(&all, &none, 0), Recovery::Adopt("a1".into()));
+        let others = [other_prefix.clone()];
+        assert_eq!(recover_now(&others, &none, 0), Recovery::Wait);
         assert_eq!(
-            recover(
-                &marker(1),
-                std::slice::from_ref(&other_prefix),
-                &none,
-                at(5),
-                grace
-            ),
-            Recovery::Wait
-        );
-        assert_eq!(
-            recover(&marker(1), &[other_prefix], &none, at(31), grace),
+            recover(&marker(1), &others, &none, 0, at(31), grace),
             Recovery::Resubmit
         );
+        let both = [mine.clone(), twin.clone()];
         assert_eq!(
-            recover(
-                &marker(1),
-                &[mine.clone(), twin.clone()],
-                &none,
-                at(5),
-                grace
-            ),
+            recover_now(&both, &none, 0),
             Recovery::Ambiguous(vec!["a1".into(), "d1".into()])
         );
         let claimed: HashSet<String> = ["d1".to_owned()].into();
         assert_eq!(
-            recover(&marker(1), &[mine, twin], &claimed, at(5), grace),
+            recover_now(&both, &claimed, 0),
             Recovery::Adopt("a1".into())
+        );
+        // Another AiApp with the same prefix still looks for its app: one match may be its.
+        assert_eq!(
+            recover_now(&[mine], &none, 1),
+            Recovery::Ambiguous(vec!["a1".into()])
         );
     }
 

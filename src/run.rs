@@ -47,7 +47,7 @@ pub struct RunArgs {
     #[arg(long, env = "DELETION_TIMEOUT", value_parser = parse_duration, default_value = "10m")]
     pub deletion_timeout: Duration,
     /// Timeout of one Data Forest API call.
-    #[arg(long, env = "API_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, env = "API_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub api_timeout: Duration,
     /// AiApps reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
@@ -64,8 +64,9 @@ pub struct RunArgs {
     /// This instance's identity in the Lease and in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// How long the lease lasts without a renew.
-    #[arg(long, env = "LEASE_DURATION", value_parser = parse_duration, default_value = "15s")]
+    /// How long the lease lasts without a renew; it is renewed every third of it, and
+    /// must outlast a submit call (two thirds of it above --api-timeout plus 1s).
+    #[arg(long, env = "LEASE_DURATION", value_parser = parse_duration, default_value = "30s")]
     pub lease_duration: Duration,
 }
 
@@ -94,6 +95,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
+    /// Checks the flags against each other; the error names them.
+    pub fn validate(&self) -> Result<(), String> {
+        // Just before a renew, a third of the lease has gone by; what is left must still
+        // cover a whole submit, or the leader would never submit.
+        let left_before_renew = self.lease_duration - self.renew_every();
+        if left_before_renew <= self.api_timeout + controller::SUBMIT_MARGIN {
+            return Err(format!(
+                "--lease-duration {:?} is too short for --api-timeout {:?}: two thirds of the lease must exceed \
+                 the API timeout plus {:?}",
+                self.lease_duration,
+                self.api_timeout,
+                controller::SUBMIT_MARGIN
+            ));
+        }
+        if self.poll_min > self.poll_ceiling {
+            return Err(format!(
+                "--poll-min {:?} is longer than --poll-ceiling {:?}",
+                self.poll_min, self.poll_ceiling
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    fn renew_every(&self) -> Duration {
+        self.lease_duration / 3
+    }
+
     fn identity(&self) -> String {
         self.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -124,6 +155,10 @@ impl RunArgs {
 
 /// Runs the operator; exit status 1 when it lost its lease or could not start.
 pub fn run(args: &RunArgs) -> ExitCode {
+    if let Err(problem) = args.validate() {
+        eprintln!("dataforest-operator run: {problem}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -183,7 +218,7 @@ async fn lead_and_reconcile(
     let identity = args.identity();
     let lease = LeaseConfig {
         lease_duration: args.lease_duration,
-        renew_every: args.lease_duration / 3,
+        renew_every: args.renew_every(),
         retry_every: args.lease_duration / 5,
         ..LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)
     };
@@ -262,6 +297,38 @@ async fn terminated() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let argv = std::iter::once("run").chain(extra.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .expect("flags parse")
+            .run
+    }
+
+    #[test]
+    fn the_default_flags_are_consistent() {
+        assert_eq!(args(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_lease_too_short_for_the_api_timeout_is_refused_naming_both_flags() {
+        let problem = args(&["--lease-duration", "3s", "--api-timeout", "5s"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            problem.contains("--lease-duration") && problem.contains("--api-timeout"),
+            "{problem}"
+        );
+        let problem = args(&["--poll-min", "10s", "--poll-ceiling", "5s"])
+            .validate()
+            .unwrap_err();
+        assert!(problem.contains("--poll-min"), "{problem}");
+    }
 
     #[test]
     fn durations_read_the_units_people_write() {

@@ -388,11 +388,13 @@ impl StepRun<'_> {
             Err(error) => return self.api_failed(error).await,
         };
         let claimed = self.ctx.claimed_ids(&self.key);
+        let rivals = self.ctx.rivals(&self.key, &marker.name_prefix);
         let now = Timestamp::now();
         match plan::recover(
             marker,
             &listed,
             &claimed,
+            rivals,
             now,
             self.ctx.config.recovery_grace,
         ) {

@@ -92,10 +92,12 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
                 }
             };
             let claimed = ctx.claimed_ids(&key);
+            let rivals = ctx.rivals(&key, &marker.name_prefix);
             match plan::recover(
                 &marker,
                 &listed,
                 &claimed,
+                rivals,
                 Timestamp::now(),
                 ctx.config.recovery_grace,
             ) {

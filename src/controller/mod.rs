@@ -27,6 +27,9 @@ use crate::dataforest::{ClientConfig, DataForestApi, DataForestClient, RetryPoli
 use crate::leader::Leadership;
 use crate::metrics::{InstrumentedApi, Metrics};
 
+/// How much longer than one API call the lease must stay valid before a submit.
+pub const SUBMIT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Settings of the controller; `run`'s flags fill them.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -63,7 +66,7 @@ impl Default for ControllerConfig {
             recovery_grace: Duration::from_secs(120),
             not_found_grace: Duration::from_secs(60),
             deletion_bound: Duration::from_secs(600),
-            api_timeout: Duration::from_secs(30),
+            api_timeout: Duration::from_secs(10),
             api_retry: RetryPolicy::default(),
             concurrency: 8,
             instance: "dataforest-operator".to_owned(),
@@ -169,10 +172,9 @@ impl Context {
     /// Whether this instance may submit now: it leads, and its lease outlives the call
     /// (its timeout plus a margin), so a successor cannot submit the same AiApp meanwhile.
     fn may_submit(&self) -> bool {
-        const MARGIN: Duration = Duration::from_secs(2);
-        self.leadership
-            .as_ref()
-            .is_none_or(|leadership| leadership.valid_for() > self.config.api_timeout + MARGIN)
+        self.leadership.as_ref().is_none_or(|leadership| {
+            leadership.valid_for() > self.config.api_timeout + SUBMIT_MARGIN
+        })
     }
 
     fn gate(&self, key: &ObjectRef<AiApp>) -> Option<Gate> {
@@ -231,6 +233,23 @@ impl Context {
             .filter(|app| &ObjectRef::from_obj(app.as_ref()) != except)
             .filter_map(|app| app.status.as_ref().and_then(|s| s.id.clone()))
             .collect()
+    }
+
+    /// Other AiApps that recorded `prefix` in their marker and have no app id yet.
+    fn rivals(&self, except: &ObjectRef<AiApp>, prefix: &str) -> usize {
+        self.store
+            .state()
+            .iter()
+            .filter(|app| &ObjectRef::from_obj(app.as_ref()) != except)
+            .filter_map(|app| app.status.as_ref())
+            .filter(|status| status.id.is_none())
+            .filter(|status| {
+                status
+                    .submission
+                    .as_ref()
+                    .is_some_and(|m| m.name_prefix == prefix)
+            })
+            .count()
     }
 
     /// Publishes an Event; a failure to do so is logged, never fatal.

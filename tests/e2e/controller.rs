@@ -418,3 +418,131 @@ pub fn a_paused_aiapp_makes_no_api_calls() -> Result<(), Failed> {
         outcome
     })
 }
+
+pub fn two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_adopt_id_resolves_them()
+-> Result<(), Failed> {
+    fixture::run("ambiguous", |ctx| async move {
+        // Both answers are lost, and a listing lag keeps recovery from seeing either app
+        // until both exist: then each AiApp matches two apps and must not guess.
+        let faults = Faults {
+            lost_response: Fault::next(2).on(&[Operation::Submit]),
+            listing_lag_ms: 2_000,
+            ..Faults::default()
+        };
+        let world = World::start(ctx.client, &ctx.namespace, faults).await?;
+        let outcome = async {
+            for name in ["twin-a", "twin-b"] {
+                let mut spec = spec(100, 100, "SUCCEEDED");
+                spec.name_prefix = Some("shared".to_owned());
+                world.create(name, spec).await?;
+            }
+            for name in ["twin-a", "twin-b"] {
+                let app = world.wait_for(name, "Unknown", |a| phase(a) == Some(Phase::Unknown)).await?;
+                ensure(condition(&app, "Synced") == Some(("False", "SubmissionAmbiguous")), || {
+                    format!("{name}: {:?}", app.status)
+                })?;
+            }
+            let apps = world.apps_with_prefix("shared");
+            ensure(apps.len() == 2, || format!("{} apps, expected the two lost ones", apps.len()))?;
+            // A person decides which app is whose.
+            for (name, app) in ["twin-a", "twin-b"].into_iter().zip(&apps) {
+                let patch = serde_json::json!({"metadata": {"annotations": {"dataforest.dev/adopt-id": app.id}}});
+                world.aiapps().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            }
+            for (name, app) in ["twin-a", "twin-b"].into_iter().zip(&apps) {
+                let done = world.wait_for(name, "Succeeded", |a| phase(a) == Some(Phase::Succeeded)).await?;
+                let id = done.status.and_then(|s| s.id);
+                ensure(id.as_deref() == Some(app.id.as_str()), || format!("{name} holds {id:?}"))?;
+            }
+            let after = world.apps_with_prefix("shared").len();
+            ensure(after == 2, || format!("{after} apps after resolving; nothing may be submitted again"))
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+fn has_id(app: &AiApp) -> bool {
+    app.status.as_ref().is_some_and(|s| s.id.is_some())
+}
+
+/// Every AiApp holds a distinct id, and the emulator holds exactly those apps.
+fn assert_one_app_each(world: &World, aiapps: &[AiApp], expected: usize) -> Result<()> {
+    let mut ids: Vec<String> = aiapps
+        .iter()
+        .filter_map(|a| a.status.as_ref()?.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut held: Vec<String> = world.emulator.apps().into_iter().map(|a| a.id).collect();
+    held.sort();
+    ensure(ids.len() == expected, || {
+        format!("{} distinct ids in status, expected {expected}", ids.len())
+    })?;
+    ensure(held == ids, || {
+        format!(
+            "the emulator holds {} apps, status names {}",
+            held.len(),
+            ids.len()
+        )
+    })
+}
+
+pub fn an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_exactly_50_apps()
+-> Result<(), Failed> {
+    fixture::run("crash-restart", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        let outcome = async {
+            let mut first = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "op-1")?;
+            for n in 0..50 {
+                world
+                    .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+            }
+            world.wait_for_count(10, "submitted", has_id).await?;
+            first.crash()?;
+            let _second = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "op-2")?;
+            let running = |a: &AiApp| phase(a) == Some(Phase::Running);
+            let aiapps = world.wait_for_count(50, "Running", running).await?;
+            assert_one_app_each(&world, &aiapps, 50)
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<(), Failed> {
+    fixture::run("rolling-update", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        let outcome = async {
+            let mut old =
+                crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "old-pod")?;
+            let _new = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "new-pod")?;
+            for n in 0..20 {
+                world
+                    .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+            }
+            world.wait_for_count(5, "submitted", has_id).await?;
+            let clean = old.terminate().await?;
+            ensure(clean, || {
+                format!(
+                    "the old pod did not exit cleanly; see {}",
+                    old.log.display()
+                )
+            })?;
+            let running = |a: &AiApp| phase(a) == Some(Phase::Running);
+            let aiapps = world.wait_for_count(20, "Running", running).await?;
+            assert_one_app_each(&world, &aiapps, 20)
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}

@@ -83,6 +83,12 @@ pub struct TestContext {
 }
 
 impl TestContext {
+    /// The admin kubeconfig, for processes the test starts.
+    #[allow(dead_code)]
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
+    }
+
     /// `kubectl` pointed at the control plane.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(&self.kubectl);

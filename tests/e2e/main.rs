@@ -5,6 +5,7 @@
 //! summary): it owns the control plane's start, on first use, and its stop, after the
 //! last test or on Ctrl-C.
 
+mod admission;
 mod controller;
 mod crd;
 mod fixture;
@@ -28,6 +29,10 @@ fn main() -> ExitCode {
     // Ctrl-C: stop etcd and kube-apiserver (and delete their folder) before leaving.
     let _ = ctrlc_shutdown();
     let trials = trials![
+        admission::invalid_aiapps_are_refused_at_admission_naming_the_field,
+        admission::a_minimal_aiapp_gets_its_defaults_from_the_apiserver,
+        admission::each_submitted_field_is_immutable_and_the_error_says_to_recreate,
+        admission::credentials_and_deletion_policy_stay_mutable,
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
@@ -43,6 +48,9 @@ fn main() -> ExitCode {
         controller::a_server_error_after_the_app_was_created_never_produces_a_second_app,
         controller::with_a_listing_lag_the_grace_period_prevents_a_duplicate,
         controller::a_paused_aiapp_makes_no_api_calls,
+        controller::two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_adopt_id_resolves_them,
+        controller::an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_exactly_50_apps,
+        controller::two_operators_during_a_rolling_update_submit_each_aiapp_once,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

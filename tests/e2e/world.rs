@@ -227,3 +227,103 @@ pub fn spec(accepted_ms: u64, running_ms: u64, outcome: &str) -> AiAppSpec {
     }))
     .expect("a valid spec")
 }
+
+/// A `dataforest-operator run` process, killed when dropped (also when a test fails).
+pub struct OperatorProcess {
+    child: std::process::Child,
+    pub identity: String,
+    pub log: std::path::PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts the real binary against the test's namespace, leader election included.
+    pub fn start(
+        world: &World,
+        kubeconfig: &std::path::Path,
+        identity: &str,
+    ) -> Result<OperatorProcess> {
+        let log = std::env::temp_dir().join(format!("{}-{identity}.log", world.namespace));
+        let out = std::fs::File::create(&log)?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dataforest-operator"))
+            .arg("run")
+            .env("KUBECONFIG", kubeconfig)
+            .env("WATCH_NAMESPACE", &world.namespace)
+            .env("POD_NAMESPACE", &world.namespace)
+            .env("POD_NAME", identity)
+            .env("DATAFOREST_ALLOWED_ENDPOINTS", world.emulator.url())
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
+            .env("LEASE_DURATION", "6s")
+            .env("POLL_MIN", "200ms")
+            .env("POLL_CEILING", "1s")
+            .env("RECOVERY_GRACE", "3s")
+            .env("API_TIMEOUT", "2s")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(OperatorProcess {
+            child,
+            identity: identity.to_owned(),
+            log,
+        })
+    }
+
+    /// SIGKILL: a crash, no clean-up of any kind.
+    pub fn crash(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, as a rolling update stops the old pod; returns whether it exited cleanly.
+    pub async fn terminate(&mut self) -> Result<bool> {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} ignored SIGTERM",
+                self.identity
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl World {
+    /// Waits until at least `count` AiApps satisfy `check`; returns them all.
+    pub async fn wait_for_count(
+        &self,
+        count: usize,
+        what: &str,
+        check: impl Fn(&AiApp) -> bool,
+    ) -> Result<Vec<AiApp>> {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            let apps = self.aiapps().list(&Default::default()).await?.items;
+            let matching = apps.iter().filter(|app| check(app)).count();
+            if matching >= count {
+                return Ok(apps);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "only {matching} of {count} AiApps became {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on embedded defaults, on this machine alone. Starts a real
-# kube-apiserver and etcd, installs the CRD, serves the Data Forest emulator, creates
-# the credentials Secret and the sample AiApp, submits the sample's spec to the
-# emulator, and shows what kubectl sees. Everything it starts is stopped on exit.
+# kube-apiserver and etcd, installs the CRD, serves the Data Forest emulator, runs the
+# operator, creates the credentials Secret and the sample AiApp, waits until the app
+# Succeeded, and shows what kubectl sees. Everything it starts is stopped on exit.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -64,11 +64,25 @@ step "creating the credentials Secret and the sample AiApp (deploy/samples/aiapp
   --from-literal=accountId="$account_id" --from-literal=endpoint="$endpoint"
 "$kubectl" apply -f deploy/samples/aiapp.yaml
 
-step "submitting the sample's spec straight to the emulator (dataforest-operator submit)"
-NCP_ACCESS_KEY=$access_key NCP_SECRET_KEY=$secret_key "$operator" submit --file deploy/samples/aiapp.yaml --endpoint "$endpoint"
+step "starting the operator (dataforest-operator run)"
+WATCH_NAMESPACE=default POD_NAMESPACE=default POD_NAME=demo-operator \
+  DATAFOREST_ALLOWED_ENDPOINTS="$endpoint" METRICS_ADDRESS="127.0.0.1:$(free_port)" \
+  POLL_MIN=500ms POLL_CEILING=2s "$operator" run >"$work/operator.log" 2>&1 &
+pids+=($!)
+
+step "waiting for the AiApp to succeed (Pending -> Submitting -> Accepted -> Running -> Succeeded)"
+if ! "$kubectl" wait aiapp/mnist-train --for=jsonpath='{.status.phase}'=Succeeded --timeout=120s; then
+  echo "the AiApp did not succeed; the operator's log:" >&2
+  tail -n 40 "$work/operator.log" >&2
+  exit 1
+fi
 
 step "kubectl get aiapps -o wide"
 "$kubectl" get aiapps -o wide
+
+step "its status and Events (kubectl describe aiapp mnist-train)"
+"$kubectl" describe aiapp mnist-train | sed -n '/^Status:/,$p'
+
+step "the app in the emulator"
+curl -s "$endpoint/_emulator/apps"
 echo
-echo "The controller that submits AiApps by itself and writes their status is not built yet"
-echo "(issue: the controller); until then the AiApp above has no status."

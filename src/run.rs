@@ -28,9 +28,9 @@ pub struct RunArgs {
     /// Base URLs the operator may call (comma-separated); a Secret's endpoint must be one.
     #[arg(long, env = "DATAFOREST_ALLOWED_ENDPOINTS", value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
     pub allowed_endpoints: Vec<String>,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(long = "namespace", env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// First poll interval after a change, e.g. `2s`.
     #[arg(long, env = "POLL_MIN", value_parser = parse_duration, default_value = "2s")]
     pub poll_min: Duration,
@@ -139,7 +139,12 @@ impl RunArgs {
                 endpoint: Some(self.endpoint.clone()),
                 allowed_endpoints: self.allowed_endpoints.clone(),
             },
-            namespace: self.namespace.clone(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|ns| !ns.is_empty())
+                .cloned()
+                .collect(),
             poll_min: self.poll_min,
             poll_ceiling: self.poll_ceiling,
             recovery_grace: self.recovery_grace,

@@ -34,8 +34,9 @@ pub const SUBMIT_MARGIN: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     pub credentials: CredentialsPolicy,
-    /// Namespace to watch; all when `None`.
-    pub namespace: Option<String>,
+    /// Namespaces to watch; all when empty. One is watched by a namespaced watch (and
+    /// needs only namespaced RBAC); several by a cluster-wide watch that ignores the rest.
+    pub namespaces: Vec<String>,
     /// First poll interval after a submit or a phase change.
     pub poll_min: Duration,
     /// Polls back off up to this interval.
@@ -60,7 +61,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             credentials: CredentialsPolicy::default(),
-            namespace: None,
+            namespaces: Vec::new(),
             poll_min: Duration::from_secs(2),
             poll_ceiling: Duration::from_secs(60),
             recovery_grace: Duration::from_secs(120),
@@ -295,8 +296,12 @@ async fn write_status(
 }
 
 async fn reconcile(app: Arc<AiApp>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started();
     let namespace = app.namespace().unwrap_or_default();
+    if !ctx.config.namespaces.is_empty() && !ctx.config.namespaces.contains(&namespace) {
+        // Not ours: no finalizer, no status, no API call.
+        return Ok(Action::await_change());
+    }
+    let _timer = ctx.metrics.reconcile_started();
     let api: Api<AiApp> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, app, |event| async {
         match event {
@@ -336,12 +341,12 @@ pub async fn run(
         metrics,
         leadership,
     } = runtime;
-    let (aiapps, secrets) = match &config.namespace {
-        Some(ns) => (
-            Api::<AiApp>::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
+    let (aiapps, secrets) = match config.namespaces.as_slice() {
+        [one] => (
+            Api::<AiApp>::namespaced(client.clone(), one),
+            Api::namespaced(client.clone(), one),
         ),
-        None => (Api::<AiApp>::all(client.clone()), Api::all(client.clone())),
+        _ => (Api::<AiApp>::all(client.clone()), Api::all(client.clone())),
     };
     let http = DataForestClient::http_client(&ClientConfig {
         timeout: config.api_timeout,

@@ -546,3 +546,49 @@ pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<
         outcome
     })
 }
+
+pub fn an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone()
+-> Result<(), Failed> {
+    fixture::run("namespace-list", |ctx| async move {
+        let mut world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        let outside = format!("{}-outside", ctx.namespace);
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": outside}}))?;
+        Api::all(ctx.client.clone())
+            .create(&Default::default(), &namespace)
+            .await?;
+        let (mine, theirs) = (world.namespace.clone(), outside.clone());
+        world.start_operator(move |config| config.namespaces = vec![mine, "absent".to_owned()]);
+        let outcome = async {
+            let foreign: Api<AiApp> = Api::namespaced(ctx.client.clone(), &theirs);
+            foreign
+                .create(
+                    &Default::default(),
+                    &AiApp::new("foreign", spec(100, 100, "SUCCEEDED")),
+                )
+                .await?;
+            world.create("local", spec(100, 100, "SUCCEEDED")).await?;
+            world
+                .wait_for("local", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                .await?;
+            let foreign = foreign.get("foreign").await?;
+            ensure(
+                foreign.status.is_none() && foreign.finalizers().is_empty(),
+                || {
+                    format!(
+                        "the operator touched an AiApp outside its namespaces: {:?}",
+                        foreign.status
+                    )
+                },
+            )?;
+            ensure(world.emulator.apps().len() == 1, || {
+                "an app was submitted for the foreign AiApp".into()
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         controller::two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_adopt_id_resolves_them,
         controller::an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_exactly_50_apps,
         controller::two_operators_during_a_rolling_update_submit_each_aiapp_once,
+        controller::an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

@@ -43,7 +43,7 @@ pub fn fast_config(namespace: &str, endpoint: &str) -> ControllerConfig {
             endpoint: None,
             allowed_endpoints: vec![endpoint.to_owned()],
         },
-        namespace: Some(namespace.to_owned()),
+        namespaces: vec![namespace.to_owned()],
         poll_min: Duration::from_millis(200),
         poll_ceiling: Duration::from_secs(1),
         recovery_grace: Duration::from_secs(3),

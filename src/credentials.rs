@@ -22,17 +22,17 @@ pub struct ResolvedCredentials {
 /// Why credentials could not be had. Messages name the Secret and the key, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("no credentials: spec.credentials is not set and the operator has no default Secret")]
+    #[error("no credentials: spec.credentials.secretName is not set")]
     NotConfigured,
     #[error("Secret {namespace}/{name} not found")]
     SecretNotFound { namespace: String, name: String },
-    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    #[error("Secret {namespace}/{name} has no key {key:?}, or it is empty")]
     KeyMissing {
         namespace: String,
         name: String,
         key: String,
     },
-    #[error("key {key:?} of Secret {namespace}/{name} is empty or not UTF-8")]
+    #[error("key {key:?} of Secret {namespace}/{name} is not UTF-8 text")]
     KeyUnreadable {
         namespace: String,
         name: String,
@@ -128,13 +128,15 @@ pub fn read_secret(
     keys: &CredentialKeys,
     policy: &CredentialsPolicy,
 ) -> Result<ResolvedCredentials, CredentialsError> {
+    // An empty value counts as absent: for optional keys that is what a person meant.
     let value = |key: &str| -> Result<Option<String>, CredentialsError> {
         let Some(bytes) = secret.data.as_ref().and_then(|data| data.get(key)) else {
             return Ok(None);
         };
         match std::str::from_utf8(&bytes.0).map(str::trim) {
-            Ok(text) if !text.is_empty() => Ok(Some(text.to_owned())),
-            _ => Err(CredentialsError::KeyUnreadable {
+            Ok("") => Ok(None),
+            Ok(text) => Ok(Some(text.to_owned())),
+            Err(_) => Err(CredentialsError::KeyUnreadable {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 key: key.to_owned(),
@@ -208,7 +210,7 @@ mod tests {
             read_secret(&s, "ns", "creds", &CredentialKeys::default(), &policy()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "Secret ns/creds has no key \"secretKey\""
+            "Secret ns/creds has no key \"secretKey\", or it is empty"
         );
         assert_eq!(error.reason(), "CredentialsNotFound");
     }
@@ -232,6 +234,20 @@ mod tests {
         let resolved =
             read_secret(&s, "ns", "creds", &CredentialKeys::default(), &policy()).unwrap();
         assert_eq!(resolved.endpoint, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn empty_optional_keys_count_as_absent() {
+        let s = secret(&[
+            ("accessKey", "AK"),
+            ("secretKey", "SK"),
+            ("accountId", ""),
+            ("endpoint", " "),
+        ]);
+        let resolved =
+            read_secret(&s, "ns", "creds", &CredentialKeys::default(), &policy()).unwrap();
+        assert_eq!(resolved.account_id, None);
+        assert_eq!(resolved.endpoint, DEFAULT_ENDPOINT);
     }
 
     #[test]

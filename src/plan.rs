@@ -33,6 +33,11 @@ pub enum Step {
     Recover(SubmissionMarker),
     /// Recovery was ambiguous; only a person can go on (adopt-id or resubmit).
     AwaitPerson,
+    /// An annotation a person set cannot be acted on; nothing happens until it is fixed.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// The next step for `app`.
@@ -47,8 +52,19 @@ pub fn next_step(app: &AiApp) -> Step {
     if let Some(id) = status.id {
         return Step::Poll(id);
     }
-    if let Some(id) = annotation(app, ADOPT_ID_ANNOTATION).filter(|id| is_app_id(id)) {
-        return Step::Adopt(id.to_owned());
+    match annotation(app, ADOPT_ID_ANNOTATION) {
+        Some(id) if is_app_id(id) => return Step::Adopt(id.to_owned()),
+        // Ignoring it would submit a new GPU job where the person meant to adopt one.
+        Some(id) => {
+            return Step::Refused {
+                reason: "InvalidAnnotation",
+                message: format!(
+                    "{ADOPT_ID_ANNOTATION} {id:?} is not a Data Forest app id (Base62, at most 22 characters); \
+                     nothing is submitted until it is fixed or removed"
+                ),
+            };
+        }
+        None => {}
     }
     match status.submission {
         None => Step::Submit { attempt: 1 },
@@ -227,7 +243,12 @@ mod tests {
             ),
             (
                 app(None, &[(ADOPT_ID_ANNOTATION, "not an id!")]),
-                Step::Submit { attempt: 1 },
+                Step::Refused {
+                    reason: "InvalidAnnotation",
+                    message: "dataforest.dev/adopt-id \"not an id!\" is not a Data Forest app id (Base62, at \
+                              most 22 characters); nothing is submitted until it is fixed or removed"
+                        .into(),
+                },
             ),
             (
                 app(Some(status(Phase::Unknown, None, Some(marker(1)))), &[]),

@@ -215,7 +215,7 @@ async fn lead_and_reconcile(
     let signal = terminated();
     tokio::pin!(signal);
     tokio::select! {
-        () = wait_for_crd(&client, &health) => {}
+        () = wait_for_crd(&client, &args.namespaces, &health) => {}
         () = &mut signal => return Ok(()),
     }
     // Followers are ready too: they serve probes and metrics, and take over at once.
@@ -271,8 +271,12 @@ async fn lead_and_reconcile(
 
 /// Waits until the AiApp CRD is served; under Argo CD sync order it can arrive after
 /// the operator. Meanwhile the operator is alive but not ready, and says why.
-async fn wait_for_crd(client: &Client, health: &Health) {
-    let aiapps: Api<AiApp> = Api::all(client.clone());
+async fn wait_for_crd(client: &Client, namespaces: &[String], health: &Health) {
+    // Ask where the operator may list: a namespaced operator has no cluster-wide right.
+    let aiapps: Api<AiApp> = match namespaces {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    };
     loop {
         match aiapps.list(&ListParams::default().limit(1)).await {
             Ok(_) => return,

@@ -35,11 +35,11 @@ pub fn phase_of(state: Option<&str>, final_status: Option<&str>) -> Phase {
 }
 
 /// The `reason` of the Failed condition of an app that ended without success.
-pub fn failure_reason(state: Option<&str>, final_status: Option<&str>) -> &'static str {
-    match (state, final_status) {
-        (_, Some("KILLED")) | (Some("KILLED"), _) => "Killed",
-        (_, Some("FAILED")) => "AppFailed",
-        (_, Some("ENDED")) => "AppEnded",
+/// Judged by the final status alone, as the phase is, so the two always agree.
+pub fn failure_reason(final_status: Option<&str>) -> &'static str {
+    match final_status {
+        Some("KILLED") => "Killed",
+        Some("ENDED") => "AppEnded",
         _ => "AppFailed",
     }
 }
@@ -131,7 +131,7 @@ pub fn settle_phase(status: &mut AiAppStatus, now: Timestamp) {
             );
         }
         Phase::Failed | Phase::Killed => {
-            let reason = failure_reason(state, final_status);
+            let reason = failure_reason(final_status);
             set_condition(status, condition::FAILED, "True", reason, &detail, now);
             set_condition(status, condition::SUCCEEDED, "False", reason, &detail, now);
         }

@@ -28,7 +28,20 @@ pub(super) async fn apply(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) -> R
             return Ok(Action::await_change());
         }
         Step::AwaitPerson => return Ok(Action::await_change()),
-        Step::Paused => return paused(&app, api).await,
+        Step::Paused => {
+            let message = "paused by the dataforest.dev/paused annotation: no API calls";
+            return stop_for_person(&app, ctx, api, "Paused", message, false).await;
+        }
+        Step::Refused { reason, message } => {
+            return stop_for_person(&app, ctx, api, reason, &message, true).await;
+        }
+        Step::Adopt(ref id) if ctx.claimed_ids(&key).contains(id) => {
+            let message = format!(
+                "{ADOPT_ID_ANNOTATION} names app {id}, which another AiApp already follows; nothing is submitted \
+                 until the annotation is fixed or removed"
+            );
+            return stop_for_person(&app, ctx, api, "AdoptIdClaimed", &message, true).await;
+        }
         _ => {}
     }
     let resolved = match resolve_credentials(&app, ctx).await {
@@ -71,7 +84,9 @@ pub(super) async fn apply(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) -> R
         }
         Step::Submit { attempt } => step_run.submit(attempt).await,
         Step::Recover(marker) => step_run.recover(&marker).await,
-        Step::Done | Step::AwaitPerson | Step::Paused => unreachable!("handled above"),
+        Step::Done | Step::AwaitPerson | Step::Paused | Step::Refused { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -86,22 +101,34 @@ pub(super) async fn resolve_credentials(
 }
 
 /// The AiApp's status as last read, or empty.
+/// The AiApp's status as last read (or empty), for the generation it now has, so that
+/// conditions set on it carry the right observedGeneration.
 fn current(app: &AiApp) -> AiAppStatus {
-    app.status.clone().unwrap_or_default()
+    let mut status = app.status.clone().unwrap_or_default();
+    status.observed_generation = app.metadata.generation;
+    status
 }
 
-async fn paused(app: &AiApp, api: &Api<AiApp>) -> Result<Action> {
+/// Stops at a condition a person must change: no API call until the AiApp changes.
+/// `warn` publishes a Warning Event when the reason is new.
+async fn stop_for_person(
+    app: &AiApp,
+    ctx: &Context,
+    api: &Api<AiApp>,
+    reason: &str,
+    message: &str,
+    warn: bool,
+) -> Result<Action> {
     let before = current(app);
     let mut status = before.clone();
     let now = Timestamp::now();
-    let message = "paused by the dataforest.dev/paused annotation: no API calls";
     if status.id.is_none() && status.submission.is_none() {
         status.phase = Some(Phase::Pending);
         set_condition(
             &mut status,
             condition::SUBMITTED,
             "False",
-            "Paused",
+            reason,
             message,
             now,
         );
@@ -110,12 +137,16 @@ async fn paused(app: &AiApp, api: &Api<AiApp>) -> Result<Action> {
         &mut status,
         condition::SYNCED,
         "False",
-        "Paused",
+        reason,
         message,
         now,
     );
     status.message = Some(message.to_owned());
-    write_if_changed(api, app, &before, &mut status).await?;
+    if warn && reason_changed(&before, &status, condition::SYNCED) {
+        ctx.event(app, EventType::Warning, reason, message.to_owned())
+            .await;
+    }
+    write_if_changed(api, app, &mut status).await?;
     Ok(Action::await_change())
 }
 
@@ -152,7 +183,7 @@ async fn waiting_for_credentials(
     if reason_changed(&before, &status, condition::SYNCED) {
         ctx.event(app, EventType::Warning, reason, message).await;
     }
-    write_if_changed(api, app, &before, &mut status).await?;
+    write_if_changed(api, app, &mut status).await?;
     // A Secret event wakes the AiApp when the Secret appears or changes; the requeue is
     // a safety net for a watch that missed it.
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -170,14 +201,9 @@ fn reason_changed(before: &AiAppStatus, after: &AiAppStatus, type_: &str) -> boo
 
 /// Writes the status when it differs from what was read; an unchanged status is not
 /// written, so a steady AiApp causes no watch events.
-async fn write_if_changed(
-    api: &Api<AiApp>,
-    app: &AiApp,
-    before: &AiAppStatus,
-    status: &mut AiAppStatus,
-) -> Result<()> {
+async fn write_if_changed(api: &Api<AiApp>, app: &AiApp, status: &mut AiAppStatus) -> Result<()> {
     status.observed_generation = app.meta().generation;
-    if status != before {
+    if app.status.as_ref() != Some(status) {
         write_status(api, app, status, None).await?;
     }
     Ok(())
@@ -249,6 +275,7 @@ impl StepRun<'_> {
             .clone()
             .unwrap_or_else(|| name_prefix::derive(&name, fresh.metadata.uid.as_deref()));
         let now = Timestamp::now();
+        let before_submit = status_now.clone();
         let mut status = status_now;
         status.observed_generation = fresh.metadata.generation;
         status.submission = Some(SubmissionMarker {
@@ -337,9 +364,12 @@ impl StepRun<'_> {
                 );
                 status.message = Some(message.clone());
                 write_status(self.api, &fresh, &status, None).await?;
-                self.ctx
-                    .event(&fresh, EventType::Warning, error.reason(), message)
-                    .await;
+                // One Warning per new reason, not one per retry.
+                if reason_changed(&before_submit, &status, condition::SYNCED) {
+                    self.ctx
+                        .event(&fresh, EventType::Warning, error.reason(), message)
+                        .await;
+                }
                 Ok(if error.is_retryable() {
                     let delay = self.backoff();
                     self.hold(delay, Some(delay))
@@ -438,7 +468,7 @@ impl StepRun<'_> {
                 .event(self.app, EventType::Warning, "SubmissionAmbiguous", message)
                 .await;
         }
-        write_if_changed(self.api, self.app, &before, &mut status).await?;
+        write_if_changed(self.api, self.app, &mut status).await?;
         Ok(self.park())
     }
 
@@ -458,7 +488,7 @@ impl StepRun<'_> {
         );
         set_condition(&mut status, condition::SYNCED, "True", reason, &note, now);
         status.message = Some(note.clone());
-        write_if_changed(self.api, self.app, &before, &mut status).await?;
+        write_if_changed(self.api, self.app, &mut status).await?;
         self.ctx
             .event(self.app, EventType::Normal, reason, note)
             .await;
@@ -479,7 +509,7 @@ impl StepRun<'_> {
         status::settle_phase(&mut status, Timestamp::now());
         let phase = status.phase.unwrap_or(Phase::Accepted);
         status.message = Some(phase_message(&status));
-        write_if_changed(self.api, self.app, &before, &mut status).await?;
+        write_if_changed(self.api, self.app, &mut status).await?;
         let changed = before.phase != status.phase;
         if changed {
             self.observe_transition(self.app, before.phase, &status);
@@ -534,10 +564,13 @@ impl StepRun<'_> {
         let before = current(self.app);
         let mut status = before.clone();
         let now = Timestamp::now();
+        // The grace runs from the first "not found" in a row: the Synced condition's
+        // transition time while its reason stays AppNotFound (it survives restarts).
         let since = before
-            .submission
-            .as_ref()
-            .map(|m| m.started_at.0)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::SYNCED && c.reason == "AppNotFound")
+            .map(|c| c.last_transition_time.0)
             .unwrap_or(now);
         let grace = SignedDuration::try_from(self.ctx.config.not_found_grace)
             .unwrap_or(SignedDuration::MAX);
@@ -552,7 +585,7 @@ impl StepRun<'_> {
         );
         status.message = Some(message.clone());
         if now.duration_since(since) < grace {
-            write_if_changed(self.api, self.app, &before, &mut status).await?;
+            write_if_changed(self.api, self.app, &mut status).await?;
             return Ok(self.hold(self.ctx.config.poll_min, None));
         }
         status.phase = Some(Phase::Unknown);
@@ -561,7 +594,7 @@ impl StepRun<'_> {
                 .event(self.app, EventType::Warning, "AppNotFound", message)
                 .await;
         }
-        write_if_changed(self.api, self.app, &before, &mut status).await?;
+        write_if_changed(self.api, self.app, &mut status).await?;
         Ok(self.park())
     }
 
@@ -584,7 +617,7 @@ impl StepRun<'_> {
                 .event(self.app, EventType::Warning, error.reason(), message)
                 .await;
         }
-        write_if_changed(self.api, self.app, &before, &mut status).await?;
+        write_if_changed(self.api, self.app, &mut status).await?;
         if error.is_retryable() {
             let delay = self.backoff();
             Ok(self.hold(delay, Some(delay)))

@@ -57,15 +57,9 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
             .await;
         return released();
     };
-    if past_bound(&app, ctx.config.deletion_bound) {
-        let note = format!(
-            "released after waiting {:?} for app {what} to end; it may still run on Data Forest",
-            ctx.config.deletion_bound
-        );
-        ctx.event(&app, EventType::Warning, "KillTimedOut", note)
-            .await;
-        return released();
-    }
+    // The bound is checked only after a kill was tried (below), so an operator that
+    // was down for longer than the bound still kills before it gives up.
+    let timed_out = past_bound(&app, ctx.config.deletion_bound);
     let dataforest = ctx.dataforest(&resolved)?;
 
     let id = match status.id.clone() {
@@ -120,21 +114,46 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
     match dataforest.get_detail(&id).await {
         Err(error) if error.is_not_found() => released(),
         Ok(detail) if detail.is_terminal() => released(),
-        Ok(_) => {
-            match dataforest.kill(&id).await {
-                Ok(_) => {}
-                Err(error) if error.is_not_found() => return released(),
-                Err(error) => warn!(aiapp = %key, %error, app_id = %id, "kill failed; retrying"),
+        Ok(detail) => {
+            // Kill once per state seen: a KILLED-pending app is not killed again.
+            if detail.state.as_deref() != Some("KILLED") {
+                match dataforest.kill(&id).await {
+                    Ok(_) => {
+                        let note = format!("killing app {id} before the AiApp goes");
+                        ctx.event(&app, EventType::Normal, "Killing", note).await;
+                    }
+                    Err(error) if error.is_not_found() => return released(),
+                    Err(error) => {
+                        warn!(aiapp = %key, %error, app_id = %id, "kill failed; retrying")
+                    }
+                }
             }
-            let note = format!("killing app {id} before the AiApp goes");
-            ctx.event(&app, EventType::Normal, "Killing", note).await;
+            if timed_out {
+                return give_up(&app, ctx, &key, &id).await;
+            }
             Err(Error::AwaitingKill { id })
+        }
+        Err(error) if timed_out => {
+            warn!(aiapp = %key, %error, app_id = %id, "reading the app before killing it");
+            give_up(&app, ctx, &key, &id).await
         }
         Err(error) => {
             warn!(aiapp = %key, %error, app_id = %id, "reading the app before killing it");
             Err(Error::AwaitingKill { id })
         }
     }
+}
+
+/// Releases the AiApp past the deletion bound, with a Warning naming the app.
+async fn give_up(app: &AiApp, ctx: &Context, key: &ObjectRef<AiApp>, id: &str) -> Result<Action> {
+    let note = format!(
+        "released after waiting {:?} for app {id} to end; it may still run on Data Forest",
+        ctx.config.deletion_bound
+    );
+    ctx.event(app, EventType::Warning, "KillTimedOut", note)
+        .await;
+    ctx.forget(key);
+    Ok(Action::await_change())
 }
 
 fn past_bound(app: &AiApp, bound: Duration) -> bool {

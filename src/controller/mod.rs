@@ -97,7 +97,11 @@ impl Error {
             Error::Kube(_) => "Kubernetes",
             Error::Client(_) => "ClientBuild",
             Error::AwaitingKill { .. } => "AwaitingKill",
-            Error::Finalizer(_) => "Finalizer",
+            Error::Finalizer(error) => match error.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.kind(),
+                _ => "Finalizer",
+            },
         }
     }
 }

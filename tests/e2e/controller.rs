@@ -592,3 +592,76 @@ pub fn an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone()
         outcome
     })
 }
+
+pub fn a_malformed_adopt_id_is_refused_and_nothing_is_submitted() -> Result<(), Failed> {
+    fixture::run("bad-adopt-id", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            let mut app = AiApp::new("typo", spec(100, 100, "SUCCEEDED"));
+            app.metadata.annotations = Some(
+                [(
+                    "dataforest.dev/adopt-id".to_owned(),
+                    "not-an-id!".to_owned(),
+                )]
+                .into(),
+            );
+            world.aiapps().create(&Default::default(), &app).await?;
+            let app = world
+                .wait_for("typo", "refused", |a| {
+                    condition(a, "Synced") == Some(("False", "InvalidAnnotation"))
+                })
+                .await?;
+            ensure(phase(&app) == Some(Phase::Pending), || {
+                format!("phase {:?}", phase(&app))
+            })?;
+            let submits = world.emulator.stats().total(Operation::Submit);
+            ensure(submits == 0, || {
+                format!("{submits} submits despite a malformed adopt-id")
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}
+
+pub fn an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace_period()
+-> Result<(), Failed> {
+    fixture::run("adopt-unknown-id", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        let outcome = async {
+            let mut app = AiApp::new("ghost", spec(100, 100, "SUCCEEDED"));
+            let id = "AAAAAAAAAAAAAAAAAAAAAA";
+            app.metadata.annotations =
+                Some([("dataforest.dev/adopt-id".to_owned(), id.to_owned())].into());
+            world.aiapps().create(&Default::default(), &app).await?;
+            let app = world
+                .wait_for("ghost", "Unknown", |a| phase(a) == Some(Phase::Unknown))
+                .await?;
+            ensure(
+                condition(&app, "Synced") == Some(("False", "AppNotFound")),
+                || format!("{:?}", app.status),
+            )?;
+            // Parked: the polls stop once it is Unknown.
+            let polls = world.emulator.stats().total(Operation::GetDetail);
+            for n in 0..5 {
+                let patch = serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
+                world
+                    .aiapps()
+                    .patch("ghost", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let later = world.emulator.stats().total(Operation::GetDetail);
+            ensure(later == polls, || {
+                format!("{} more getDetail calls after Unknown", later - polls)
+            })?;
+            ensure(world.emulator.stats().total(Operation::Submit) == 0, || {
+                "submitted".into()
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}

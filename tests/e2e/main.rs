@@ -52,6 +52,8 @@ fn main() -> ExitCode {
         controller::an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_exactly_50_apps,
         controller::two_operators_during_a_rolling_update_submit_each_aiapp_once,
         controller::an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone,
+        controller::a_malformed_adopt_id_is_refused_and_nothing_is_submitted,
+        controller::an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace_period,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

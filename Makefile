@@ -20,12 +20,22 @@ build: ## Build the operator and the test environment
 	$(CARGO) build --workspace --all-targets
 
 .PHONY: generate
-generate: ## Regenerate the CRD from the Rust types
+generate: ## Regenerate the CRD from the Rust types, then the chart's copy and deploy/operator.yaml
 	$(CARGO) run --quiet --bin dataforest-operator -- crd > $(CRD)
+	bash hack/render.sh
+
+.PHONY: render
+render: ## Re-render deploy/operator.yaml and the chart's CRD copy (make test fails when stale)
+	bash hack/render.sh
+
+.PHONY: helm
+helm: ## Build (once) and cache helm v3.19.0; print its path
+	@bash hack/helm.sh
 
 .PHONY: test
 test: ## Run the whole test suite against a real kube-apiserver and etcd
 	bash hack/control-plane-assets.sh > /dev/null
+	bash hack/helm.sh > /dev/null
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	bash hack/no-leftovers.sh
 

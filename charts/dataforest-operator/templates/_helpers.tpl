@@ -1,0 +1,106 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "dataforest-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: the release name, prefixed to the chart name unless it already contains it.
+Truncated to 63 characters (DNS label rules).
+*/}}
+{{- define "dataforest-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "dataforest-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The standard labels of every object. */}}
+{{- define "dataforest-operator.labels" -}}
+helm.sh/chart: {{ include "dataforest-operator.chart" . }}
+{{ include "dataforest-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ (.Values.image.tag | default .Chart.AppVersion) | toString | trunc 63 | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: dataforest-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades (a Deployment's selector is immutable). */}}
+{{- define "dataforest-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dataforest-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "dataforest-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dataforest-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference. */}}
+{{- define "dataforest-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* The leader-election Lease name. */}}
+{{- define "dataforest-operator.leaseName" -}}
+{{- default (include "dataforest-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+The permissions the controller needs on AiApps, their credentials Secrets and Events,
+cluster-wide or in the watched namespace (see src/controller/ and kube-runtime's Recorder):
+- AiApps: get (fresh read before submit), list/watch (the controller's cache), patch
+  (the finalizer helper's JSON patch on metadata.finalizers);
+- aiapps/status: patch (server-side apply of the whole status);
+- Secrets: get (credentials), list/watch (metadata-only watch that wakes the AiApps naming
+  a Secret). Nothing writes or deletes Secrets;
+- Events: events.k8s.io/v1 create, and patch (kube-runtime's Recorder folds repeats into a
+  series by patching the Event it created).
+*/}}
+{{- define "dataforest-operator.controllerRules" -}}
+- apiGroups: ["dataforest.dev"]
+  resources: ["aiapps"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["dataforest.dev"]
+  resources: ["aiapps/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Fails the render on settings that cannot work: an AiApp whose Secret names no endpoint
+uses dataforest.endpoint, which the operator refuses unless it is allowed (compared
+without a trailing slash, as the operator does).
+*/}}
+{{- define "dataforest-operator.validate" -}}
+{{- $endpoint := trimSuffix "/" .Values.dataforest.endpoint }}
+{{- $allowed := list }}
+{{- range .Values.dataforest.allowedEndpoints }}
+{{- $allowed = append $allowed (trimSuffix "/" .) }}
+{{- end }}
+{{- if not (has $endpoint $allowed) }}
+{{- fail (printf "dataforest.endpoint %q must be one of dataforest.allowedEndpoints %v" .Values.dataforest.endpoint .Values.dataforest.allowedEndpoints) }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "serviceMonitor.enabled needs metrics.service.enabled" }}
+{{- end }}
+{{- end }}

@@ -36,6 +36,14 @@ local cases = {
     { status = { phase = "Pending", conditions = {
       cond("Submitted", "False", "EndpointNotAllowed", "endpoint http://evil is not allowed") } } },
     "Degraded" },
+  { "Pending, malformed adopt-id",
+    { status = { phase = "Pending", conditions = {
+      cond("Submitted", "False", "InvalidAnnotation", "dataforest.dev/adopt-id is not an app id") } } },
+    "Degraded" },
+  { "Pending, adopt-id claimed by another AiApp",
+    { status = { phase = "Pending", conditions = {
+      cond("Submitted", "False", "AdoptIdClaimed", "another AiApp follows that app") } } },
+    "Degraded" },
   { "Submitting", { status = { phase = "Submitting", conditions = {
       cond("Submitted", "Unknown", "Submitting", "submit sent") } } }, "Progressing" },
   { "Accepted", { status = { phase = "Accepted", id = "app-1" } }, "Progressing", "Phase Accepted" },

@@ -121,6 +121,16 @@ impl RunArgs {
         Ok(())
     }
 
+    /// The namespaces to watch, as written but without blanks; empty means all.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|ns| ns.trim())
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn renew_every(&self) -> Duration {
         self.lease_duration / 3
     }
@@ -139,12 +149,7 @@ impl RunArgs {
                 endpoint: Some(self.endpoint.clone()),
                 allowed_endpoints: self.allowed_endpoints.clone(),
             },
-            namespaces: self
-                .namespaces
-                .iter()
-                .filter(|ns| !ns.is_empty())
-                .cloned()
-                .collect(),
+            namespaces: self.watched_namespaces(),
             poll_min: self.poll_min,
             poll_ceiling: self.poll_ceiling,
             recovery_grace: self.recovery_grace,
@@ -214,8 +219,9 @@ async fn lead_and_reconcile(
 ) -> anyhow::Result<()> {
     let signal = terminated();
     tokio::pin!(signal);
+    let namespaces = args.watched_namespaces();
     tokio::select! {
-        () = wait_for_crd(&client, &args.namespaces, &health) => {}
+        () = wait_for_crd(&client, &namespaces, &health) => {}
         () = &mut signal => return Ok(()),
     }
     // Followers are ready too: they serve probes and metrics, and take over at once.
@@ -317,6 +323,13 @@ mod tests {
         <Cli as clap::Parser>::try_parse_from(argv)
             .expect("flags parse")
             .run
+    }
+
+    #[test]
+    fn a_namespace_list_is_read_without_blanks() {
+        let args = args(&["--namespace", "team-a, team-b,,"]);
+        assert_eq!(args.watched_namespaces(), ["team-a", "team-b"]);
+        assert!(super::RunArgs::watched_namespaces(&self::args(&[])).is_empty());
     }
 
     #[test]

@@ -16,6 +16,8 @@ local needs_a_person = {
   InvalidSpec = true,
   Unauthorized = true,
   EndpointNotAllowed = true,
+  InvalidAnnotation = true,
+  AdoptIdClaimed = true,
 }
 
 local function condition(status, type_name)

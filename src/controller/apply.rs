@@ -156,34 +156,7 @@ async fn waiting_for_credentials(
     api: &Api<AiApp>,
     error: CredentialsError,
 ) -> Result<Action> {
-    let before = current(app);
-    let mut status = before.clone();
-    let now = Timestamp::now();
-    let (reason, message) = (error.reason(), error.to_string());
-    if status.id.is_none() && status.submission.is_none() {
-        status.phase = Some(Phase::Pending);
-        set_condition(
-            &mut status,
-            condition::SUBMITTED,
-            "False",
-            reason,
-            &message,
-            now,
-        );
-    }
-    set_condition(
-        &mut status,
-        condition::SYNCED,
-        "False",
-        reason,
-        &message,
-        now,
-    );
-    status.message = Some(message.clone());
-    if reason_changed(&before, &status, condition::SYNCED) {
-        ctx.event(app, EventType::Warning, reason, message).await;
-    }
-    write_if_changed(api, app, &mut status).await?;
+    stop_for_person(app, ctx, api, error.reason(), &error.to_string(), true).await?;
     // A Secret event wakes the AiApp when the Secret appears or changes; the requeue is
     // a safety net for a watch that missed it.
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -503,6 +476,7 @@ impl StepRun<'_> {
             Err(error) if error.is_not_found() => return self.not_found(id).await,
             Err(error) => return self.api_failed(error).await,
         };
+        self.ctx.found(&self.key);
         let before = current(self.app);
         let mut status = before.clone();
         status::record_detail(&mut status, &detail);
@@ -564,14 +538,8 @@ impl StepRun<'_> {
         let before = current(self.app);
         let mut status = before.clone();
         let now = Timestamp::now();
-        // The grace runs from the first "not found" in a row: the Synced condition's
-        // transition time while its reason stays AppNotFound (it survives restarts).
-        let since = before
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::SYNCED && c.reason == "AppNotFound")
-            .map(|c| c.last_transition_time.0)
-            .unwrap_or(now);
+        // The grace runs from the first "not found" in a row.
+        let since = self.ctx.not_found_since(&self.key, now);
         let grace = SignedDuration::try_from(self.ctx.config.not_found_grace)
             .unwrap_or(SignedDuration::MAX);
         let message = format!("Data Forest does not know app {id}");

@@ -80,6 +80,10 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
             };
             let listed = match dataforest.list(account_id).await {
                 Ok(listed) => listed,
+                Err(error) if timed_out => {
+                    warn!(aiapp = %key, %error, "listing apps to find the one to kill");
+                    return give_up(&app, ctx, &key, &what).await;
+                }
                 Err(error) => {
                     warn!(aiapp = %key, %error, "listing apps to find the one to kill");
                     return Err(Error::AwaitingKill { id: what });
@@ -96,6 +100,7 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
                 ctx.config.recovery_grace,
             ) {
                 Recovery::Adopt(id) => id,
+                Recovery::Wait if timed_out => return give_up(&app, ctx, &key, &what).await,
                 Recovery::Wait => return Err(Error::AwaitingKill { id: what }),
                 Recovery::Resubmit => return released(),
                 Recovery::Ambiguous(ids) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -152,6 +153,9 @@ pub struct Context {
     /// Last credentials that worked per AiApp, so deletion can kill an app after its
     /// Secret is gone (a namespace deletion removes both at once).
     last_credentials: Mutex<HashMap<ObjectRef<AiApp>, ResolvedCredentials>>,
+    /// When getDetail began answering "not found" for an AiApp's app, for the grace
+    /// period; a restart starts the grace again, which errs on the side of waiting.
+    not_found_since: Mutex<HashMap<ObjectRef<AiApp>, Timestamp>>,
 }
 
 impl Context {
@@ -204,7 +208,25 @@ impl Context {
             .remove(key);
     }
 
+    /// When "not found" began for this AiApp's app (now, if this is the first).
+    fn not_found_since(&self, key: &ObjectRef<AiApp>, now: Timestamp) -> Timestamp {
+        *self
+            .not_found_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_insert(now)
+    }
+
+    fn found(&self, key: &ObjectRef<AiApp>) {
+        self.not_found_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
     fn forget(&self, key: &ObjectRef<AiApp>) {
+        self.found(key);
         self.gates
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -380,6 +402,7 @@ pub async fn run(
         store,
         gates: Mutex::default(),
         last_credentials: Mutex::default(),
+        not_found_since: Mutex::default(),
     });
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));

@@ -39,6 +39,15 @@ test: ## Run the whole test suite against a real kube-apiserver and etcd
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	bash hack/no-leftovers.sh
 
+.PHONY: chaos
+chaos: ## 300 AiApps under random faults, then the crash and rolling-update runs, 3 times
+	bash hack/control-plane-assets.sh > /dev/null
+	for round in 1 2 3; do \
+	  CHAOS_AIAPPS=$${CHAOS_AIAPPS:-300} $(CARGO) test --test e2e -- chaos:: ; \
+	  $(CARGO) test --test e2e -- controller::two_operators ; \
+	  $(CARGO) test --test e2e -- controller::an_operator_killed ; \
+	done
+
 .PHONY: bench
 bench: ## Emulator throughput (submits/s) and memory while apps churn
 	$(CARGO) bench --bench emulator

@@ -6,6 +6,7 @@
 //! last test or on Ctrl-C.
 
 mod admission;
+mod chaos;
 mod controller;
 mod crd;
 mod fixture;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
+        chaos::every_aiapp_gets_exactly_one_app_under_random_faults,
         controller::an_aiapp_runs_to_succeeded_with_its_status_filled_in,
         controller::a_failing_app_ends_failed,
         controller::deleting_an_aiapp_with_kill_kills_its_running_app,

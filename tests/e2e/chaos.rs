@@ -1,0 +1,64 @@
+//! Many AiApps under random faults: throttling, lost answers, 5xx after create, a
+//! listing lag. Whatever happens, each AiApp ends with exactly one app. `make test` runs
+//! a small version; `make chaos` a large one (`CHAOS_AIAPPS`, default 20 here).
+
+use anyhow::Result;
+use dataforest_operator::crd::{AiApp, Phase};
+use dataforest_operator::dataforest::Operation;
+use dataforest_operator::emulator::{Fault, Faults};
+use libtest_mimic::Failed;
+
+use crate::fixture::{self, ensure};
+use crate::world::{World, spec};
+
+fn aiapp_count() -> usize {
+    std::env::var("CHAOS_AIAPPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20)
+}
+
+pub fn every_aiapp_gets_exactly_one_app_under_random_faults() -> Result<(), Failed> {
+    fixture::run("chaos", |ctx| async move {
+        let faults = Faults {
+            throttle: Fault::probability(0.1),
+            lost_response: Fault::probability(0.1).on(&[Operation::Submit]),
+            error_after: Fault::probability(0.05).on(&[Operation::Submit]),
+            error_before: Fault::probability(0.05).on(&[Operation::Submit, Operation::GetDetail]),
+            listing_lag_ms: 500,
+            ..Faults::default()
+        };
+        let world = World::start(ctx.client, &ctx.namespace, faults).await?;
+        let outcome = async {
+            let count = aiapp_count();
+            for n in 0..count {
+                world
+                    .create(&format!("chaos-{n:03}"), spec(100, 200, "SUCCEEDED"))
+                    .await?;
+            }
+            let done =
+                |a: &AiApp| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
+            let aiapps = world.wait_for_count(count, "Succeeded", done).await?;
+            let mut ids: Vec<String> = aiapps
+                .iter()
+                .filter_map(|a| a.status.as_ref()?.id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let mut held: Vec<String> = world.emulator.apps().into_iter().map(|a| a.id).collect();
+            held.sort();
+            ensure(ids.len() == count, || {
+                format!("{} distinct ids for {count} AiApps", ids.len())
+            })?;
+            ensure(held == ids, || {
+                format!(
+                    "the emulator holds {} apps for {count} AiApps: a duplicate or a lost id",
+                    held.len()
+                )
+            })
+        }
+        .await;
+        world.stop().await?;
+        outcome
+    })
+}

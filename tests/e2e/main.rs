@@ -11,6 +11,7 @@ mod controller;
 mod crd;
 mod fixture;
 mod leader;
+mod startup;
 mod world;
 
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         controller::an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone,
         controller::a_malformed_adopt_id_is_refused_and_nothing_is_submitted,
         controller::an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace_period,
+        startup::an_operator_started_before_its_crd_is_alive_not_ready_and_then_ready,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

@@ -119,9 +119,10 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -
     match dataforest.get_detail(&id).await {
         Err(error) if error.is_not_found() => released(),
         Ok(detail) if detail.is_terminal() => released(),
-        Ok(detail) => {
-            // Kill once per state seen: a KILLED-pending app is not killed again.
-            if detail.state.as_deref() != Some("KILLED") {
+        Ok(_live) => {
+            // The app is live (terminal states released above). Kill it, and again only
+            // now and then: Data Forest may take a while to show a killed app ended.
+            if ctx.kill_due(&key) {
                 match dataforest.kill(&id).await {
                     Ok(_) => {
                         let note = format!("killing app {id} before the AiApp goes");

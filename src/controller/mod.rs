@@ -156,6 +156,8 @@ pub struct Context {
     /// When getDetail began answering "not found" for an AiApp's app, for the grace
     /// period; a restart starts the grace again, which errs on the side of waiting.
     not_found_since: Mutex<HashMap<ObjectRef<AiApp>, Timestamp>>,
+    /// When deletion last sent kill for an AiApp's app.
+    kills_sent: Mutex<HashMap<ObjectRef<AiApp>, Instant>>,
 }
 
 impl Context {
@@ -225,8 +227,26 @@ impl Context {
             .remove(key);
     }
 
+    /// Whether deletion should send kill now: first time, or again after a while.
+    fn kill_due(&self, key: &ObjectRef<AiApp>) -> bool {
+        const KILL_AGAIN_AFTER: Duration = Duration::from_secs(30);
+        let mut sent = self.kills_sent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match sent.get(key) {
+            Some(last) if now.duration_since(*last) < KILL_AGAIN_AFTER => false,
+            _ => {
+                sent.insert(key.clone(), now);
+                true
+            }
+        }
+    }
+
     fn forget(&self, key: &ObjectRef<AiApp>) {
         self.found(key);
+        self.kills_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         self.gates
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -403,6 +423,7 @@ pub async fn run(
         gates: Mutex::default(),
         last_credentials: Mutex::default(),
         not_found_since: Mutex::default(),
+        kills_sent: Mutex::default(),
     });
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));

@@ -8,8 +8,8 @@ use dataforest_operator::dataforest::Operation;
 use dataforest_operator::emulator::{Fault, Faults};
 use libtest_mimic::Failed;
 
-use crate::fixture::{self, ensure};
-use crate::world::{World, spec};
+use crate::fixture;
+use crate::world::{World, spec, with_world};
 
 fn aiapp_count() -> usize {
     std::env::var("CHAOS_AIAPPS")
@@ -29,36 +29,20 @@ pub fn every_aiapp_gets_exactly_one_app_under_random_faults() -> Result<(), Fail
             ..Faults::default()
         };
         let world = World::start(ctx.client, &ctx.namespace, faults).await?;
-        let outcome = async {
-            let count = aiapp_count();
-            for n in 0..count {
-                world
-                    .create(&format!("chaos-{n:03}"), spec(100, 200, "SUCCEEDED"))
-                    .await?;
-            }
-            let done =
-                |a: &AiApp| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
-            let aiapps = world.wait_for_count(count, "Succeeded", done).await?;
-            let mut ids: Vec<String> = aiapps
-                .iter()
-                .filter_map(|a| a.status.as_ref()?.id.clone())
-                .collect();
-            ids.sort();
-            ids.dedup();
-            let mut held: Vec<String> = world.emulator.apps().into_iter().map(|a| a.id).collect();
-            held.sort();
-            ensure(ids.len() == count, || {
-                format!("{} distinct ids for {count} AiApps", ids.len())
-            })?;
-            ensure(held == ids, || {
-                format!(
-                    "the emulator holds {} apps for {count} AiApps: a duplicate or a lost id",
-                    held.len()
-                )
+        with_world(world, |world| {
+            Box::pin(async move {
+                let count = aiapp_count();
+                for n in 0..count {
+                    world
+                        .create(&format!("chaos-{n:03}"), spec(100, 200, "SUCCEEDED"))
+                        .await?;
+                }
+                let done =
+                    |a: &AiApp| a.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
+                let aiapps = world.wait_for_count(count, "Succeeded", done).await?;
+                crate::controller::assert_one_app_each(world, &aiapps, count)
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }

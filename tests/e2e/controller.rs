@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
-use crate::world::{SECRET_KEY, SECRET_NAME, World, spec};
+use crate::world::{SECRET_KEY, SECRET_NAME, World, spec, with_world};
 
 fn phase(app: &AiApp) -> Option<Phase> {
     app.status.as_ref().and_then(|s| s.phase)
@@ -57,77 +57,77 @@ async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<()> {
 pub fn an_aiapp_runs_to_succeeded_with_its_status_filled_in() -> Result<(), Failed> {
     fixture::run("happy-path", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            world.create("train", spec(200, 300, "SUCCEEDED")).await?;
-            let app = world
-                .wait_for("train", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
-                .await?;
-            let status = app.status.clone().context("no status")?;
-            ensure(status.state.as_deref() == Some("FINISHED"), || {
-                format!("state {:?}", status.state)
-            })?;
-            ensure(status.final_status.as_deref() == Some("SUCCEEDED"), || {
-                format!("{:?}", status.final_status)
-            })?;
-            ensure(
-                status.started_at.is_some() && status.finished_at.is_some(),
-                || "times missing".into(),
-            )?;
-            ensure(status.id.as_ref().is_some_and(|id| id.len() == 22), || {
-                format!("id {:?}", status.id)
-            })?;
-            ensure(
-                status.containers.iter().any(|c| c.log_url.is_some()),
-                || format!("no container log URL: {:?}", status.containers),
-            )?;
-            ensure(
-                condition(&app, "Succeeded") == Some(("True", "Succeeded")),
-                || format!("conditions {:?}", status.conditions),
-            )?;
-            ensure(
-                status.observed_generation == app.metadata.generation,
-                || "observedGeneration".into(),
-            )?;
-            ensure(app.finalizers().iter().any(|f| f == FINALIZER), || {
-                "no finalizer".into()
-            })?;
-            let prefix = status
-                .submission
-                .as_ref()
-                .context("no marker")?
-                .name_prefix
-                .clone();
-            ensure(world.apps_with_prefix(&prefix).len() == 1, || {
-                "not exactly one app".into()
-            })?;
-            // Events are published just after the status write that they describe.
-            for reason in ["Submitted", "Running", "Succeeded"] {
-                wait_for_event(&world, "train", reason).await?;
-            }
-            Ok(())
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("train", spec(200, 300, "SUCCEEDED")).await?;
+                let app = world
+                    .wait_for("train", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                let status = app.status.clone().context("no status")?;
+                ensure(status.state.as_deref() == Some("FINISHED"), || {
+                    format!("state {:?}", status.state)
+                })?;
+                ensure(status.final_status.as_deref() == Some("SUCCEEDED"), || {
+                    format!("{:?}", status.final_status)
+                })?;
+                ensure(
+                    status.started_at.is_some() && status.finished_at.is_some(),
+                    || "times missing".into(),
+                )?;
+                ensure(status.id.as_ref().is_some_and(|id| id.len() == 22), || {
+                    format!("id {:?}", status.id)
+                })?;
+                ensure(
+                    status.containers.iter().any(|c| c.log_url.is_some()),
+                    || format!("no container log URL: {:?}", status.containers),
+                )?;
+                ensure(
+                    condition(&app, "Succeeded") == Some(("True", "Succeeded")),
+                    || format!("conditions {:?}", status.conditions),
+                )?;
+                ensure(
+                    status.observed_generation == app.metadata.generation,
+                    || "observedGeneration".into(),
+                )?;
+                ensure(app.finalizers().iter().any(|f| f == FINALIZER), || {
+                    "no finalizer".into()
+                })?;
+                let prefix = status
+                    .submission
+                    .as_ref()
+                    .context("no marker")?
+                    .name_prefix
+                    .clone();
+                ensure(world.apps_with_prefix(&prefix).len() == 1, || {
+                    "not exactly one app".into()
+                })?;
+                // Events are published just after the status write that they describe.
+                for reason in ["Submitted", "Running", "Succeeded"] {
+                    wait_for_event(world, "train", reason).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     })
 }
 
 pub fn a_failing_app_ends_failed() -> Result<(), Failed> {
     fixture::run("failing-app", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            world.create("broken", spec(100, 100, "FAILED")).await?;
-            let app = world
-                .wait_for("broken", "Failed", |a| phase(a) == Some(Phase::Failed))
-                .await?;
-            ensure(
-                condition(&app, "Failed") == Some(("True", "AppFailed")),
-                || format!("conditions {:?}", app.status),
-            )
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("broken", spec(100, 100, "FAILED")).await?;
+                let app = world
+                    .wait_for("broken", "Failed", |a| phase(a) == Some(Phase::Failed))
+                    .await?;
+                ensure(
+                    condition(&app, "Failed") == Some(("True", "AppFailed")),
+                    || format!("conditions {:?}", app.status),
+                )
+            })
+        })
+        .await
     })
 }
 
@@ -160,60 +160,60 @@ fn app_state(world: &World, id: &str) -> Option<String> {
 pub fn deleting_an_aiapp_with_kill_kills_its_running_app() -> Result<(), Failed> {
     fixture::run("delete-kill", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            let id = delete_running(&world, "doomed", DeletionPolicy::Kill).await?;
-            let state = app_state(&world, &id);
-            ensure(state.as_deref() == Some("KILLED"), || {
-                format!("app {id} is {state:?}")
+        with_world(world, |world| {
+            Box::pin(async move {
+                let id = delete_running(world, "doomed", DeletionPolicy::Kill).await?;
+                let state = app_state(world, &id);
+                ensure(state.as_deref() == Some("KILLED"), || {
+                    format!("app {id} is {state:?}")
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
 pub fn deleting_an_aiapp_with_orphan_leaves_its_app_running() -> Result<(), Failed> {
     fixture::run("delete-orphan", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            let id = delete_running(&world, "kept", DeletionPolicy::Orphan).await?;
-            let state = app_state(&world, &id);
-            ensure(state.as_deref() == Some("RUNNING"), || {
-                format!("app {id} is {state:?}")
+        with_world(world, |world| {
+            Box::pin(async move {
+                let id = delete_running(world, "kept", DeletionPolicy::Orphan).await?;
+                let state = app_state(world, &id);
+                ensure(state.as_deref() == Some("RUNNING"), || {
+                    format!("app {id} is {state:?}")
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
 pub fn deleting_an_aiapp_after_its_secret_is_gone_still_kills_the_app() -> Result<(), Failed> {
     fixture::run("delete-no-secret", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            world
-                .create("late", spec(0, 3_600_000, "SUCCEEDED"))
-                .await?;
-            let app = world
-                .wait_for("late", "Running", |a| phase(a) == Some(Phase::Running))
-                .await?;
-            let id = app.status.and_then(|s| s.id).context("no id")?;
-            world.delete_secret(SECRET_NAME).await?;
-            world
-                .aiapps()
-                .delete("late", &DeleteParams::default())
-                .await?;
-            world.wait_gone("late").await?;
-            let state = app_state(&world, &id);
-            ensure(state.as_deref() == Some("KILLED"), || {
-                format!("app {id} is {state:?}")
+        with_world(world, |world| {
+            Box::pin(async move {
+                world
+                    .create("late", spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+                let app = world
+                    .wait_for("late", "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                let id = app.status.and_then(|s| s.id).context("no id")?;
+                world.delete_secret(SECRET_NAME).await?;
+                world
+                    .aiapps()
+                    .delete("late", &DeleteParams::default())
+                    .await?;
+                world.wait_gone("late").await?;
+                let state = app_state(world, &id);
+                ensure(state.as_deref() == Some("KILLED"), || {
+                    format!("app {id} is {state:?}")
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
@@ -222,31 +222,31 @@ pub fn an_aiapp_waits_for_its_missing_secret_and_submits_once_it_exists() -> Res
         let mut world =
             World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
         world.start_operator(|_| {});
-        let outcome = async {
-            world.create("patient", spec(100, 100, "SUCCEEDED")).await?;
-            let app = world
-                .wait_for("patient", "Pending", |a| {
-                    condition(a, "Submitted").is_some_and(|c| c.1 == "CredentialsNotFound")
-                })
-                .await?;
-            let message = app.status.and_then(|s| s.message).unwrap_or_default();
-            ensure(message.contains(SECRET_NAME), || {
-                format!("the message names no Secret: {message}")
-            })?;
-            ensure(world.emulator.apps().is_empty(), || {
-                "submitted without credentials".into()
-            })?;
-            world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-            world
-                .wait_for("patient", "Succeeded", |a| {
-                    phase(a) == Some(Phase::Succeeded)
-                })
-                .await?;
-            Ok(())
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("patient", spec(100, 100, "SUCCEEDED")).await?;
+                let app = world
+                    .wait_for("patient", "Pending", |a| {
+                        condition(a, "Submitted").is_some_and(|c| c.1 == "CredentialsNotFound")
+                    })
+                    .await?;
+                let message = app.status.and_then(|s| s.message).unwrap_or_default();
+                ensure(message.contains(SECRET_NAME), || {
+                    format!("the message names no Secret: {message}")
+                })?;
+                ensure(world.emulator.apps().is_empty(), || {
+                    "submitted without credentials".into()
+                })?;
+                world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+                world
+                    .wait_for("patient", "Succeeded", |a| {
+                        phase(a) == Some(Phase::Succeeded)
+                    })
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     })
 }
 
@@ -258,33 +258,34 @@ pub fn wrong_credentials_park_the_aiapp_without_retrying() -> Result<(), Failed>
             .create_secret(SECRET_NAME, "not-the-secret-key")
             .await?;
         world.start_operator(|_| {});
-        let outcome = async {
-            world.create("denied", spec(100, 100, "SUCCEEDED")).await?;
-            let app = world
-                .wait_for("denied", "Unauthorized", |a| {
-                    condition(a, "Submitted").is_some_and(|c| c.1 == "Unauthorized")
-                })
-                .await?;
-            ensure(phase(&app) == Some(Phase::Pending), || {
-                format!("phase {:?}", phase(&app))
-            })?;
-            // Touch the AiApp without changing what matters; a parked AiApp stays quiet.
-            for n in 0..5 {
-                let patch = serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
-                world
-                    .aiapps()
-                    .patch("denied", &PatchParams::default(), &Patch::Merge(&patch))
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("denied", spec(100, 100, "SUCCEEDED")).await?;
+                let app = world
+                    .wait_for("denied", "Unauthorized", |a| {
+                        condition(a, "Submitted").is_some_and(|c| c.1 == "Unauthorized")
+                    })
                     .await?;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let submits = world.emulator.stats().total(Operation::Submit);
-            ensure(submits == 1, || {
-                format!("{submits} submit calls for one parked AiApp")
+                ensure(phase(&app) == Some(Phase::Pending), || {
+                    format!("phase {:?}", phase(&app))
+                })?;
+                // Touch the AiApp without changing what matters; a parked AiApp stays quiet.
+                for n in 0..5 {
+                    let patch =
+                        serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
+                    world
+                        .aiapps()
+                        .patch("denied", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let submits = world.emulator.stats().total(Operation::Submit);
+                ensure(submits == 1, || {
+                    format!("{submits} submit calls for one parked AiApp")
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
@@ -296,26 +297,26 @@ pub fn throttling_and_server_errors_are_retried_and_the_app_still_succeeds() -> 
             ..Faults::default()
         };
         let world = World::start(ctx.client, &ctx.namespace, faults).await?;
-        let outcome = async {
-            world.create("sturdy", spec(100, 100, "SUCCEEDED")).await?;
-            let app = world
-                .wait_for("sturdy", "Succeeded", |a| {
-                    phase(a) == Some(Phase::Succeeded)
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("sturdy", spec(100, 100, "SUCCEEDED")).await?;
+                let app = world
+                    .wait_for("sturdy", "Succeeded", |a| {
+                        phase(a) == Some(Phase::Succeeded)
+                    })
+                    .await?;
+                let prefix = app
+                    .status
+                    .and_then(|s| s.submission)
+                    .context("no marker")?
+                    .name_prefix;
+                let apps = world.apps_with_prefix(&prefix);
+                ensure(apps.len() == 1, || {
+                    format!("{} apps for one AiApp: {apps:?}", apps.len())
                 })
-                .await?;
-            let prefix = app
-                .status
-                .and_then(|s| s.submission)
-                .context("no marker")?
-                .name_prefix;
-            let apps = world.apps_with_prefix(&prefix);
-            ensure(apps.len() == 1, || {
-                format!("{} apps for one AiApp: {apps:?}", apps.len())
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
@@ -325,24 +326,25 @@ async fn assert_one_app_after(
     ctx: crate::fixture::TestContext,
 ) -> Result<()> {
     let world = World::start(ctx.client, &ctx.namespace, faults).await?;
-    let outcome = async {
-        world.create(test, spec(100, 100, "SUCCEEDED")).await?;
-        let app = world
-            .wait_for(test, "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
-            .await?;
-        let status = app.status.context("no status")?;
-        let prefix = status.submission.context("no marker")?.name_prefix;
-        let apps = world.apps_with_prefix(&prefix);
-        ensure(apps.len() == 1, || {
-            format!("{} apps for one AiApp: {apps:?}", apps.len())
-        })?;
-        ensure(status.id.as_deref() == Some(apps[0].id.as_str()), || {
-            "status names another app".into()
+    let test = test.to_owned();
+    with_world(world, |world| {
+        Box::pin(async move {
+            world.create(&test, spec(100, 100, "SUCCEEDED")).await?;
+            let app = world
+                .wait_for(&test, "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                .await?;
+            let status = app.status.context("no status")?;
+            let prefix = status.submission.context("no marker")?.name_prefix;
+            let apps = world.apps_with_prefix(&prefix);
+            ensure(apps.len() == 1, || {
+                format!("{} apps for one AiApp: {apps:?}", apps.len())
+            })?;
+            ensure(status.id.as_deref() == Some(apps[0].id.as_str()), || {
+                "status names another app".into()
+            })
         })
-    }
-    .await;
-    world.stop().await?;
-    outcome
+    })
+    .await
 }
 
 pub fn a_lost_submit_response_never_produces_a_second_app() -> Result<(), Failed> {
@@ -380,7 +382,8 @@ pub fn with_a_listing_lag_the_grace_period_prevents_a_duplicate() -> Result<(), 
 pub fn a_paused_aiapp_makes_no_api_calls() -> Result<(), Failed> {
     fixture::run("paused", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
+        with_world(world, |world| {
+ Box::pin(async move {
             let mut app = AiApp::new("held", spec(100, 100, "SUCCEEDED"));
             app.metadata.annotations =
                 Some([("dataforest.dev/paused".to_owned(), "true".to_owned())].into());
@@ -412,10 +415,9 @@ pub fn a_paused_aiapp_makes_no_api_calls() -> Result<(), Failed> {
                 .wait_for("held", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
                 .await?;
             Ok(())
-        }
-        .await;
-        world.stop().await?;
-        outcome
+})
+})
+.await
     })
 }
 
@@ -430,7 +432,8 @@ pub fn two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_
             ..Faults::default()
         };
         let world = World::start(ctx.client, &ctx.namespace, faults).await?;
-        let outcome = async {
+        with_world(world, |world| {
+ Box::pin(async move {
             for name in ["twin-a", "twin-b"] {
                 let mut spec = spec(100, 100, "SUCCEEDED");
                 spec.name_prefix = Some("shared".to_owned());
@@ -456,10 +459,9 @@ pub fn two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_
             }
             let after = world.apps_with_prefix("shared").len();
             ensure(after == 2, || format!("{after} apps after resolving; nothing may be submitted again"))
-        }
-        .await;
-        world.stop().await?;
-        outcome
+})
+})
+.await
     })
 }
 
@@ -468,7 +470,7 @@ fn has_id(app: &AiApp) -> bool {
 }
 
 /// Every AiApp holds a distinct id, and the emulator holds exactly those apps.
-fn assert_one_app_each(world: &World, aiapps: &[AiApp], expected: usize) -> Result<()> {
+pub fn assert_one_app_each(world: &World, aiapps: &[AiApp], expected: usize) -> Result<()> {
     let mut ids: Vec<String> = aiapps
         .iter()
         .filter_map(|a| a.status.as_ref()?.id.clone())
@@ -495,23 +497,25 @@ pub fn an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_e
         let world =
             World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
         world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        let outcome = async {
-            let mut first = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "op-1")?;
-            for n in 0..50 {
-                world
-                    .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
-                    .await?;
-            }
-            world.wait_for_count(10, "submitted", has_id).await?;
-            first.crash()?;
-            let _second = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "op-2")?;
-            let running = |a: &AiApp| phase(a) == Some(Phase::Running);
-            let aiapps = world.wait_for_count(50, "Running", running).await?;
-            assert_one_app_each(&world, &aiapps, 50)
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut first =
+                    crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "op-1")?;
+                for n in 0..50 {
+                    world
+                        .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
+                        .await?;
+                }
+                world.wait_for_count(10, "submitted", has_id).await?;
+                first.crash()?;
+                let _second =
+                    crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "op-2")?;
+                let running = |a: &AiApp| phase(a) == Some(Phase::Running);
+                let aiapps = world.wait_for_count(50, "Running", running).await?;
+                assert_one_app_each(world, &aiapps, 50)
+            })
+        })
+        .await
     })
 }
 
@@ -520,30 +524,31 @@ pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<
         let world =
             World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
         world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        let outcome = async {
-            let mut old =
-                crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "old-pod")?;
-            let _new = crate::world::OperatorProcess::start(&world, ctx.kubeconfig(), "new-pod")?;
-            for n in 0..20 {
-                world
-                    .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
-                    .await?;
-            }
-            world.wait_for_count(5, "submitted", has_id).await?;
-            let clean = old.terminate().await?;
-            ensure(clean, || {
-                format!(
-                    "the old pod did not exit cleanly; see {}",
-                    old.log.display()
-                )
-            })?;
-            let running = |a: &AiApp| phase(a) == Some(Phase::Running);
-            let aiapps = world.wait_for_count(20, "Running", running).await?;
-            assert_one_app_each(&world, &aiapps, 20)
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut old =
+                    crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "old-pod")?;
+                let _new =
+                    crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "new-pod")?;
+                for n in 0..20 {
+                    world
+                        .create(&format!("job-{n:02}"), spec(0, 3_600_000, "SUCCEEDED"))
+                        .await?;
+                }
+                world.wait_for_count(5, "submitted", has_id).await?;
+                let clean = old.terminate().await?;
+                ensure(clean, || {
+                    format!(
+                        "the old pod did not exit cleanly; see {}",
+                        old.log.display()
+                    )
+                })?;
+                let running = |a: &AiApp| phase(a) == Some(Phase::Running);
+                let aiapps = world.wait_for_count(20, "Running", running).await?;
+                assert_one_app_each(world, &aiapps, 20)
+            })
+        })
+        .await
     })
 }
 
@@ -561,67 +566,67 @@ pub fn an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone()
             .await?;
         let (mine, theirs) = (world.namespace.clone(), outside.clone());
         world.start_operator(move |config| config.namespaces = vec![mine, "absent".to_owned()]);
-        let outcome = async {
-            let foreign: Api<AiApp> = Api::namespaced(ctx.client.clone(), &theirs);
-            foreign
-                .create(
-                    &Default::default(),
-                    &AiApp::new("foreign", spec(100, 100, "SUCCEEDED")),
-                )
-                .await?;
-            world.create("local", spec(100, 100, "SUCCEEDED")).await?;
-            world
-                .wait_for("local", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
-                .await?;
-            let foreign = foreign.get("foreign").await?;
-            ensure(
-                foreign.status.is_none() && foreign.finalizers().is_empty(),
-                || {
-                    format!(
-                        "the operator touched an AiApp outside its namespaces: {:?}",
-                        foreign.status
+        with_world(world, |world| {
+            Box::pin(async move {
+                let foreign: Api<AiApp> = Api::namespaced(ctx.client.clone(), &theirs);
+                foreign
+                    .create(
+                        &Default::default(),
+                        &AiApp::new("foreign", spec(100, 100, "SUCCEEDED")),
                     )
-                },
-            )?;
-            ensure(world.emulator.apps().len() == 1, || {
-                "an app was submitted for the foreign AiApp".into()
+                    .await?;
+                world.create("local", spec(100, 100, "SUCCEEDED")).await?;
+                world
+                    .wait_for("local", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                let foreign = foreign.get("foreign").await?;
+                ensure(
+                    foreign.status.is_none() && foreign.finalizers().is_empty(),
+                    || {
+                        format!(
+                            "the operator touched an AiApp outside its namespaces: {:?}",
+                            foreign.status
+                        )
+                    },
+                )?;
+                ensure(world.emulator.apps().len() == 1, || {
+                    "an app was submitted for the foreign AiApp".into()
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
 pub fn a_malformed_adopt_id_is_refused_and_nothing_is_submitted() -> Result<(), Failed> {
     fixture::run("bad-adopt-id", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            let mut app = AiApp::new("typo", spec(100, 100, "SUCCEEDED"));
-            app.metadata.annotations = Some(
-                [(
-                    "dataforest.dev/adopt-id".to_owned(),
-                    "not-an-id!".to_owned(),
-                )]
-                .into(),
-            );
-            world.aiapps().create(&Default::default(), &app).await?;
-            let app = world
-                .wait_for("typo", "refused", |a| {
-                    condition(a, "Synced") == Some(("False", "InvalidAnnotation"))
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut app = AiApp::new("typo", spec(100, 100, "SUCCEEDED"));
+                app.metadata.annotations = Some(
+                    [(
+                        "dataforest.dev/adopt-id".to_owned(),
+                        "not-an-id!".to_owned(),
+                    )]
+                    .into(),
+                );
+                world.aiapps().create(&Default::default(), &app).await?;
+                let app = world
+                    .wait_for("typo", "refused", |a| {
+                        condition(a, "Synced") == Some(("False", "InvalidAnnotation"))
+                    })
+                    .await?;
+                ensure(phase(&app) == Some(Phase::Pending), || {
+                    format!("phase {:?}", phase(&app))
+                })?;
+                let submits = world.emulator.stats().total(Operation::Submit);
+                ensure(submits == 0, || {
+                    format!("{submits} submits despite a malformed adopt-id")
                 })
-                .await?;
-            ensure(phase(&app) == Some(Phase::Pending), || {
-                format!("phase {:?}", phase(&app))
-            })?;
-            let submits = world.emulator.stats().total(Operation::Submit);
-            ensure(submits == 0, || {
-                format!("{submits} submits despite a malformed adopt-id")
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }
 
@@ -629,39 +634,40 @@ pub fn an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace
 -> Result<(), Failed> {
     fixture::run("adopt-unknown-id", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
-        let outcome = async {
-            let mut app = AiApp::new("ghost", spec(100, 100, "SUCCEEDED"));
-            let id = "AAAAAAAAAAAAAAAAAAAAAA";
-            app.metadata.annotations =
-                Some([("dataforest.dev/adopt-id".to_owned(), id.to_owned())].into());
-            world.aiapps().create(&Default::default(), &app).await?;
-            let app = world
-                .wait_for("ghost", "Unknown", |a| phase(a) == Some(Phase::Unknown))
-                .await?;
-            ensure(
-                condition(&app, "Synced") == Some(("False", "AppNotFound")),
-                || format!("{:?}", app.status),
-            )?;
-            // Parked: the polls stop once it is Unknown.
-            let polls = world.emulator.stats().total(Operation::GetDetail);
-            for n in 0..5 {
-                let patch = serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
-                world
-                    .aiapps()
-                    .patch("ghost", &PatchParams::default(), &Patch::Merge(&patch))
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut app = AiApp::new("ghost", spec(100, 100, "SUCCEEDED"));
+                let id = "AAAAAAAAAAAAAAAAAAAAAA";
+                app.metadata.annotations =
+                    Some([("dataforest.dev/adopt-id".to_owned(), id.to_owned())].into());
+                world.aiapps().create(&Default::default(), &app).await?;
+                let app = world
+                    .wait_for("ghost", "Unknown", |a| phase(a) == Some(Phase::Unknown))
                     .await?;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let later = world.emulator.stats().total(Operation::GetDetail);
-            ensure(later == polls, || {
-                format!("{} more getDetail calls after Unknown", later - polls)
-            })?;
-            ensure(world.emulator.stats().total(Operation::Submit) == 0, || {
-                "submitted".into()
+                ensure(
+                    condition(&app, "Synced") == Some(("False", "AppNotFound")),
+                    || format!("{:?}", app.status),
+                )?;
+                // Parked: the polls stop once it is Unknown.
+                let polls = world.emulator.stats().total(Operation::GetDetail);
+                for n in 0..5 {
+                    let patch =
+                        serde_json::json!({"metadata": {"labels": {"touched": n.to_string()}}});
+                    world
+                        .aiapps()
+                        .patch("ghost", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let later = world.emulator.stats().total(Operation::GetDetail);
+                ensure(later == polls, || {
+                    format!("{} more getDetail calls after Unknown", later - polls)
+                })?;
+                ensure(world.emulator.stats().total(Operation::Submit) == 0, || {
+                    "submitted".into()
+                })
             })
-        }
-        .await;
-        world.stop().await?;
-        outcome
+        })
+        .await
     })
 }

@@ -327,3 +327,13 @@ impl World {
         }
     }
 }
+
+/// Runs `body` on `world`, then stops the world, also when the body failed.
+pub async fn with_world<F>(world: World, body: F) -> Result<()>
+where
+    F: for<'w> FnOnce(&'w World) -> futures::future::BoxFuture<'w, Result<()>>,
+{
+    let outcome = body(&world).await;
+    world.stop().await?;
+    outcome
+}

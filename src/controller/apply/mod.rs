@@ -345,12 +345,7 @@ impl StepRun<'_> {
                         .event(&fresh, EventType::Warning, error.reason(), message)
                         .await;
                 }
-                Ok(if error.is_retryable() {
-                    let delay = self.backoff();
-                    self.hold(delay, Some(delay))
-                } else {
-                    self.park()
-                })
+                Ok(self.retry_or_park(&error))
             }
         }
     }
@@ -492,11 +487,16 @@ impl StepRun<'_> {
                 .await;
         }
         write_if_changed(self.api, self.app, &mut status).await?;
+        Ok(self.retry_or_park(&error))
+    }
+
+    /// After a failed call: back off and try again, or wait for a person's change.
+    fn retry_or_park(&self, error: &ApiError) -> Action {
         if error.is_retryable() {
             let delay = self.backoff();
-            Ok(self.hold(delay, Some(delay)))
+            self.hold(delay, Some(delay))
         } else {
-            Ok(self.park())
+            self.park()
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use dataforest_operator::leader::{LeaderElector, LeaseConfig};
+use dataforest_operator::leader::{LeaderElector, Leadership, LeaseConfig};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -27,6 +27,20 @@ fn config(namespace: &str, identity: &str) -> LeaseConfig {
         retry_every: Duration::from_millis(250),
         ..LeaseConfig::new(namespace, LEASE, identity)
     }
+}
+
+/// Starts a candidate and waits until it leads.
+async fn leading(
+    client: &kube::Client,
+    namespace: &str,
+    identity: &str,
+) -> Result<(LeaderElector, Leadership)> {
+    let elector = LeaderElector::start(client.clone(), config(namespace, identity));
+    let leadership = elector.leadership();
+    timeout(LEASE_DURATION, leadership.acquired())
+        .await
+        .with_context(|| format!("{identity} never led"))?;
+    Ok((elector, leadership))
 }
 
 async fn lease(api: &Api<Lease>) -> Result<(Option<String>, i32)> {
@@ -75,11 +89,7 @@ pub fn only_one_of_two_candidates_leads() -> Result<(), Failed> {
 pub fn a_released_lease_is_taken_over_by_the_other_candidate() -> Result<(), Failed> {
     fixture::run("a_released_lease_is_taken_over", |ctx| async move {
         let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-        let a = LeaderElector::start(ctx.client.clone(), config(&ctx.namespace, "pod-a"));
-        let la = a.leadership();
-        timeout(LEASE_DURATION, la.acquired())
-            .await
-            .context("pod-a never led")?;
+        let (a, la) = leading(&ctx.client, &ctx.namespace, "pod-a").await?;
         let b = LeaderElector::start(ctx.client.clone(), config(&ctx.namespace, "pod-b"));
         let lb = b.leadership();
         ensure(
@@ -125,11 +135,7 @@ pub fn a_leader_whose_lease_is_taken_learns_it_lost() -> Result<(), Failed> {
         "a_leader_whose_lease_is_taken_learns_it_lost",
         |ctx| async move {
             let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-            let a = LeaderElector::start(ctx.client.clone(), config(&ctx.namespace, "pod-a"));
-            let la = a.leadership();
-            timeout(LEASE_DURATION, la.acquired())
-                .await
-                .context("pod-a never led")?;
+            let (a, la) = leading(&ctx.client, &ctx.namespace, "pod-a").await?;
             // No resourceVersion: the intruder wins whatever pod-a wrote last. MicroTime, as
             // the apiserver refuses a renewTime with more than six fractional digits.
             let intruder = serde_json::json!({"spec": {
@@ -200,11 +206,7 @@ pub fn an_expired_lease_is_taken_over() -> Result<(), Failed> {
 pub fn a_leader_that_cannot_renew_loses_when_its_lease_runs_out() -> Result<(), Failed> {
     fixture::run("a_leader_that_cannot_renew_loses", |ctx| async move {
         let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-        let a = LeaderElector::start(ctx.client.clone(), config(&ctx.namespace, "pod-a"));
-        let la = a.leadership();
-        timeout(LEASE_DURATION, la.acquired())
-            .await
-            .context("pod-a never led")?;
+        let (a, la) = leading(&ctx.client, &ctx.namespace, "pod-a").await?;
         let refusal = RefuseLeaseUpdates::install(&ctx.client, &ctx.namespace).await?;
         let refused = Instant::now();
         // The policy takes effect within about a second; then no renew lands and the

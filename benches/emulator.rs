@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use dataforest_emulator::{Emulator, EmulatorConfig, Timeline};
 use dataforest_operator::crd::{AiAppDocker, AiAppResource, AiAppSpec};
 use dataforest_operator::dataforest::{
     ClientConfig, Credentials, DataForestClient, Operation, RetryPolicy, SubmitRequest,
 };
-use dataforest_operator::emulator::{Emulator, EmulatorConfig, Timeline};
 use futures::StreamExt as _;
 
 const AK: &str = "AKBENCH";

@@ -35,10 +35,10 @@ assets=$(bash hack/control-plane-assets.sh)
 kubectl=$assets/kubectl
 echo "$assets"
 
-step "building dataforest-operator and testenv"
-cargo build --quiet --bin dataforest-operator -p dataforest-operator
-cargo build --quiet --bin testenv -p dataforest-testenv
+step "building dataforest-operator, dataforest-emulator and testenv"
+cargo build --quiet --bins -p dataforest-operator -p dataforest-emulator -p dataforest-testenv
 operator=target/debug/dataforest-operator
+emulator=target/debug/dataforest-emulator
 
 step "starting kube-apiserver and etcd on loopback, installing the AiApp CRD"
 export KUBECONFIG=$work/kubeconfig
@@ -53,7 +53,7 @@ endpoint=http://127.0.0.1:$port
 access_key=DEMOACCESSKEY0000001
 secret_key=demo-secret-key-for-the-emulator
 account_id=demoAccount0000000001
-"$operator" emulator --listen "127.0.0.1:$port" --credential "$access_key:$secret_key:$account_id" >"$work/emulator.log" 2>&1 &
+"$emulator" --listen "127.0.0.1:$port" --credential "$access_key:$secret_key:$account_id" >"$work/emulator.log" 2>&1 &
 pids+=($!)
 wait_for "the emulator" "${pids[-1]}" curl -sf "$endpoint/_emulator/stats"
 echo "emulator at $endpoint"

@@ -9,13 +9,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
 use crate::metrics::{self, Metrics};
 
@@ -74,73 +69,19 @@ impl Health {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown` resolves, then
-/// stops accepting, lets requests in flight finish (for [`SHUTDOWN_GRACE`] at most) and
-/// returns. Accept errors are logged and retried, never fatal: a probe endpoint that gave
-/// up would get a healthy operator restarted.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown` resolves,
+/// then lets requests in flight finish (for [`SHUTDOWN_GRACE`] at most) and returns.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(connection(stream, metrics.clone(), health.clone(), stop_rx.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: pause rather than spin.
-                    tracing::warn!(error = %e, "health server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            // Reap finished connections so that a long-lived server does not accumulate them.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
-        tracing::debug!("health server: closing connections still busy after the grace period");
-    }
-    // Dropping the set aborts whatever is left.
-    Ok(())
-}
-
-async fn connection(
-    stream: TcpStream,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    mut stop: watch::Receiver<bool>,
 ) {
-    let service = service_fn(move |request| {
+    let handler = move |request: Request<Incoming>| {
         let response = route(&metrics, &health, &request);
         async move { Ok::<_, Infallible>(response) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "health server: connection ended with an error");
-            }
-        }
-        // The guard `wait_for` returns is not `Send`; drop it before the select's arms run.
-        () = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
-            // Ends the answer in flight, then closes; an idle keep-alive closes at once.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    };
+    dataforest_common::serve::serve(listener, handler, shutdown, SHUTDOWN_GRACE).await;
 }
 
 fn route(metrics: &Metrics, health: &Health, request: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -6,7 +6,6 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod dataforest;
-pub mod emulator;
 pub mod health;
 pub mod leader;
 pub mod metrics;
@@ -14,7 +13,8 @@ pub mod plan;
 pub mod run;
 pub mod status;
 pub mod submit;
-pub mod telemetry;
+
+pub use dataforest_common::telemetry;
 
 /// Installs the one rustls crypto provider of the process (ring), before any TLS client
 /// is built, so that kube and reqwest never disagree about it.

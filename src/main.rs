@@ -22,8 +22,6 @@ enum Command {
     Run(Box<dataforest_operator::run::RunArgs>),
     /// Print the AiApp CustomResourceDefinition as YAML.
     Crd,
-    /// Serve the Data Forest emulator.
-    Emulator(dataforest_operator::emulator::cli::EmulatorArgs),
     /// Submit one AiApp's spec straight to the Data Forest API.
     Submit(dataforest_operator::submit::SubmitArgs),
 }
@@ -44,10 +42,6 @@ fn main() -> ExitCode {
         Command::Crd => {
             print!("{}", dataforest_operator::crd::crd_yaml());
             ExitCode::SUCCESS
-        }
-        Command::Emulator(args) => {
-            telemetry::init(cli.log_format);
-            dataforest_operator::emulator::cli::run(&args)
         }
         Command::Submit(args) => dataforest_operator::submit::run(&args),
     }

@@ -18,6 +18,8 @@ use crate::dataforest::{DEFAULT_ENDPOINT, RetryPolicy};
 use crate::health::{self, Health};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
+use dataforest_common::duration::parse_duration;
+use dataforest_common::signal::stop_requested;
 
 /// Flags of `run`; each can also come from the environment.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,30 +70,6 @@ pub struct RunArgs {
     /// must outlast a submit call (two thirds of it above --api-timeout plus 1s).
     #[arg(long, env = "LEASE_DURATION", value_parser = parse_duration, default_value = "30s")]
     pub lease_duration: Duration,
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s or 5m"))?;
-    let unit_ms = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(Duration::from_millis(number.saturating_mul(unit_ms)))
 }
 
 impl RunArgs {
@@ -217,7 +195,7 @@ async fn lead_and_reconcile(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
-    let signal = terminated();
+    let signal = stop_requested();
     tokio::pin!(signal);
     let namespaces = args.watched_namespaces();
     tokio::select! {
@@ -296,19 +274,6 @@ async fn wait_for_crd(client: &Client, namespaces: &[String], health: &Health) {
     }
 }
 
-/// Resolves on SIGTERM (a pod stop) or Ctrl-C.
-async fn terminated() {
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        Ok(signal) => signal,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,20 +315,5 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(problem.contains("--poll-min"), "{problem}");
-    }
-
-    #[test]
-    fn durations_read_the_units_people_write() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert!(
-            parse_duration("5 minutes")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_duration("soon").is_err());
     }
 }

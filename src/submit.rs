@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_yaml_ng::Value;
 
 use crate::crd::AiAppSpec;
-use crate::dataforest::client::now_millis;
+use crate::dataforest::sign::now_millis;
 use crate::dataforest::validate::{InvalidSpec, validate_spec};
 use crate::dataforest::{
     ApiError, ClientBuildError, ClientConfig, Credentials, DEFAULT_ENDPOINT, DataForestClient,

@@ -918,8 +918,8 @@ async fn run_operator_as_service_account(
     admin: &kube::Client,
     release: &Release<'_>,
 ) -> Result<()> {
+    use dataforest_emulator::{Emulator, EmulatorConfig, Timeline};
     use dataforest_operator::crd::{AiApp, Phase};
-    use dataforest_operator::emulator::{Emulator, EmulatorConfig, Timeline};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::api::events::v1::Event;

@@ -6,15 +6,15 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataforest_operator::dataforest::client::now_millis;
+use dataforest_emulator::apps::{ACCEPTED_MS_ENV, RUNNING_MS_ENV};
+use dataforest_emulator::{Fault, Faults, OUTCOME_ENV, Timeline};
 use dataforest_operator::dataforest::error::decode_response;
+use dataforest_operator::dataforest::sign::now_millis;
 use dataforest_operator::dataforest::types::IdRequest;
 use dataforest_operator::dataforest::{
     ApiError, AppDetail, ClientConfig, Credentials, DataForestApi, DataForestClient, Operation,
     RetryPolicy, TransportKind,
 };
-use dataforest_operator::emulator::apps::{ACCEPTED_MS_ENV, RUNNING_MS_ENV};
-use dataforest_operator::emulator::{Fault, Faults, OUTCOME_ENV, Timeline};
 use support::*;
 
 /// Env of an app that is RUNNING at once and for an hour.

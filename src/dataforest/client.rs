@@ -2,7 +2,7 @@
 //! bounded retries for reads and kill, and never a retry of submit.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reqwest::Url;
@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use super::error::{ApiError, decode_response, from_transport};
-use super::sign::{self, Credentials};
+use super::sign::{self, Credentials, now_millis};
 use super::types::{
     AppDetail, AppSummary, IdRequest, KillResponse, ListRequest, ListResponse, SubmitRequest,
     SubmitResponse,
@@ -378,14 +378,6 @@ fn require_id(response: SubmitResponse) -> Result<SubmitResponse, ApiError> {
         body: super::error::truncate_body(&body),
         trace_id: None,
     })
-}
-
-/// Milliseconds since the epoch, as the gateway expects in the timestamp header.
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

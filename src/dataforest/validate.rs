@@ -1,12 +1,10 @@
-//! Checks a spec or a submit body against the API's documented limits (and the CRD's
-//! own bounds), naming the field that breaks one. Pure.
+//! Checks a spec against the API's documented limits and the CRD's own bounds, naming
+//! the field that breaks one, as `kubectl apply` would. Pure.
 
 use std::fmt;
 
 use crate::crd::limits::*;
 use crate::crd::{AiAppData, AiAppDocker, AiAppResource, AiAppSpec};
-
-use super::types::SubmitRequest;
 
 /// A field breaks a limit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,20 +27,6 @@ pub fn validate_spec(spec: &AiAppSpec) -> Result<(), InvalidSpec> {
     };
     parts.documented("spec.")?;
     parts.bounds("spec.")
-}
-
-/// Only what Data Forest documents (what the emulator enforces): ids of at most 22
-/// characters, a prefix of 2 to 8, 1 to 8 GPUs, the image and command present.
-pub fn validate_documented(request: &SubmitRequest) -> Result<(), InvalidSpec> {
-    Parts {
-        ai_workspace_id: &request.ai_workspace_id,
-        name_prefix: Some(&request.name_prefix),
-        queue_name: &request.queue_name,
-        data: &request.data,
-        docker: &request.docker,
-        resource: &request.resource,
-    }
-    .documented("")
 }
 
 struct Parts<'a> {
@@ -334,18 +318,5 @@ mod tests {
                 "{patch}"
             );
         }
-    }
-
-    #[test]
-    fn the_documented_check_ignores_bounds_the_api_does_not_document() {
-        let spec =
-            spec_with(json!({"resource": {"cpuCount": 1000}, "aiWorkspaceId": "not-base62"}));
-        let request = SubmitRequest::from_spec(&spec, "ab");
-        assert_eq!(validate_documented(&request), Ok(()));
-        let request = SubmitRequest::from_spec(&spec, "a");
-        assert_eq!(
-            validate_documented(&request).unwrap_err().field,
-            "namePrefix"
-        );
     }
 }

@@ -3,9 +3,9 @@
 //! a small version; `make chaos` a large one (`CHAOS_AIAPPS`, default 20 here).
 
 use anyhow::Result;
+use dataforest_emulator::{Fault, Faults};
 use dataforest_operator::crd::{AiApp, Phase};
 use dataforest_operator::dataforest::Operation;
-use dataforest_operator::emulator::{Fault, Faults};
 use libtest_mimic::Failed;
 
 use crate::fixture;

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use dataforest_emulator::{Fault, Faults};
 use dataforest_operator::crd::{AiApp, DeletionPolicy, FINALIZER, Phase};
 use dataforest_operator::dataforest::Operation;
-use dataforest_operator::emulator::{Fault, Faults};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};

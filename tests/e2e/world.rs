@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use dataforest_emulator::{
+    AppSnapshot, Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline,
+};
 use dataforest_operator::controller::{self, ControllerConfig, Runtime};
 use dataforest_operator::crd::{AiApp, AiAppSpec};
 use dataforest_operator::credentials::CredentialsPolicy;
 use dataforest_operator::dataforest::RetryPolicy;
-use dataforest_operator::emulator::{
-    AppSnapshot, Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline,
-};
 use dataforest_operator::metrics::Metrics;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, PostParams};

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use dataforest_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Timeline};
 use dataforest_operator::crd::{AiAppDocker, AiAppResource, AiAppSpec};
 use dataforest_operator::dataforest::{
     ClientConfig, Credentials, DataForestClient, RetryPolicy, SubmitRequest,
 };
-use dataforest_operator::emulator::{Emulator, EmulatorConfig, EmulatorHandle, Timeline};
 
 pub const AK1: &str = "AKEMULATOR0000000001";
 pub const SK1: &str = "emulator-secret-one-0123456789abcdefghij";

@@ -4,17 +4,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::apps::Owner;
-use super::faults::FaultKind;
-use super::store::KillOutcome;
-use super::{EmulatorAccount, Shared};
-use crate::dataforest::client::now_millis;
-use crate::dataforest::sign::{self, HEADER_ACCESS_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use crate::dataforest::validate::validate_documented;
-use crate::dataforest::{Operation, SubmitRequest};
+use dataforest_common::Operation;
+use dataforest_common::sign::{
+    self, HEADER_ACCESS_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_millis,
+};
+
+use crate::apps::Owner;
+use crate::faults::FaultKind;
+use crate::request::{parse_id, parse_list, parse_submit};
+use crate::store::KillOutcome;
+use crate::{EmulatorAccount, Shared};
 
 /// What a handler wants sent.
 pub(crate) enum Reply {
@@ -140,27 +141,6 @@ fn authenticate<'a>(
     Ok(account)
 }
 
-/// Reads a submit body as the service documents it: all six fields present, the
-/// documented limits met. The reason is logged; the answer stays the service's own.
-fn parse_submit(body: &[u8]) -> Result<SubmitRequest, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    for field in [
-        "aiWorkspaceId",
-        "namePrefix",
-        "queueName",
-        "data",
-        "docker",
-        "resource",
-    ] {
-        if value.get(field).is_none_or(Value::is_null) {
-            return Err(format!("{field} is required"));
-        }
-    }
-    let request: SubmitRequest = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    validate_documented(&request).map_err(|e| e.to_string())?;
-    Ok(request)
-}
-
 fn submit(shared: &Shared, account: &EmulatorAccount, body: &[u8]) -> Answer {
     let request = match parse_submit(body) {
         Ok(request) => request,
@@ -209,16 +189,6 @@ fn after_change(shared: &Shared, operation: Operation, answer: Value) -> Answer 
     (Reply::Json(200, answer), "ok")
 }
 
-#[derive(Deserialize)]
-struct IdBody {
-    id: String,
-}
-
-fn parse_id(body: &[u8]) -> Option<String> {
-    let IdBody { id } = serde_json::from_slice(body).ok()?;
-    (!id.is_empty() && id.len() <= crate::crd::limits::ID_MAX as usize).then_some(id)
-}
-
 fn get_detail(shared: &Shared, account: &EmulatorAccount, body: &[u8]) -> Answer {
     let Some(id) = parse_id(body) else {
         return (service_error(400, INVALID), "invalid");
@@ -240,22 +210,11 @@ fn get_detail(shared: &Shared, account: &EmulatorAccount, body: &[u8]) -> Answer
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Search {
-    account_id: String,
-}
-
-#[derive(Deserialize)]
-struct ListBody {
-    search: Search,
-}
-
 fn get_list(shared: &Shared, account: &EmulatorAccount, body: &[u8]) -> Answer {
-    let Ok(ListBody { search }) = serde_json::from_slice::<ListBody>(body) else {
+    let Some(account_id) = parse_list(body) else {
         return (service_error(400, INVALID), "invalid");
     };
-    if search.account_id != account.account_id {
+    if account_id != account.account_id {
         return (service_error(403, "not allowed to access"), "forbidden");
     }
     let now = Instant::now();
@@ -285,65 +244,5 @@ fn kill(shared: &Shared, account: &EmulatorAccount, body: &[u8]) -> Answer {
         KillOutcome::Killed => after_change(shared, Operation::Kill, answer),
         KillOutcome::AlreadyEnded => (Reply::Json(200, answer), "ok"),
         KillOutcome::NotFound => (service_error(404, "no such element"), "notFound"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(v: Value) -> Vec<u8> {
-        serde_json::to_vec(&v).unwrap()
-    }
-
-    fn valid() -> Value {
-        json!({
-            "aiWorkspaceId": "6ZKSGoSJMMwctK257nxgiL", "namePrefix": "ab", "queueName": "gpu",
-            "data": {"input": [], "output": []}, "docker": {"image": "i", "command": "c"},
-            "resource": {"gpuCount": 1}
-        })
-    }
-
-    #[test]
-    fn a_documented_submit_body_is_accepted() {
-        assert!(parse_submit(&body(valid())).is_ok());
-    }
-
-    #[test]
-    fn a_submit_body_missing_a_field_or_breaking_a_limit_is_refused_with_a_reason() {
-        let cases: [(&str, Value, &str); 6] = [
-            ("/resource", Value::Null, "resource is required"),
-            ("/data", Value::Null, "data is required"),
-            ("/namePrefix", json!("a"), "namePrefix: must be 2 to 8"),
-            (
-                "/aiWorkspaceId",
-                json!("x".repeat(23)),
-                "aiWorkspaceId: must be 1 to 22",
-            ),
-            (
-                "/resource/gpuCount",
-                json!(9),
-                "resource.gpuCount: must be 1 to 8",
-            ),
-            ("/docker/image", json!(""), "docker.image"),
-        ];
-        for (pointer, replacement, reason) in cases {
-            let mut v = valid();
-            *v.pointer_mut(pointer).unwrap() = replacement;
-            let err = parse_submit(&body(v)).unwrap_err();
-            assert!(err.contains(reason), "{pointer}: {err}");
-        }
-        assert!(parse_submit(b"<xml/>").unwrap_err().starts_with("not JSON"));
-    }
-
-    #[test]
-    fn ids_longer_than_22_characters_or_empty_are_invalid() {
-        assert_eq!(
-            parse_id(&body(json!({"id": "abc"}))).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(parse_id(&body(json!({"id": "x".repeat(23)}))), None);
-        assert_eq!(parse_id(&body(json!({"id": ""}))), None);
-        assert_eq!(parse_id(&body(json!({"ID": "abc"}))), None);
     }
 }

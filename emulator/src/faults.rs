@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataforest::Operation;
+use dataforest_common::Operation;
 
 /// Every fault the emulator can inject; the JSON of `POST /_emulator/faults`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,14 @@
 //! A faithful Data Forest emulator: the gateway's signature checks, the service's
 //! validation, answers and app lifecycle, plus fault injection. Run it in-process with
-//! [`Emulator::start`] or as `dataforest-operator emulator`.
+//! [`Emulator::start`] or as the `dataforest-emulator` binary.
+
+#![forbid(unsafe_code)]
 
 mod api;
 pub mod apps;
 pub mod cli;
 pub mod faults;
+pub mod request;
 mod server;
 mod stats;
 mod store;
@@ -23,7 +26,7 @@ pub use apps::{AppSnapshot, OUTCOME_ENV, Outcome, Timeline};
 pub use faults::{Fault, Faults, InvalidFaults};
 pub use stats::Stats;
 
-use crate::dataforest::SecretKey;
+use dataforest_common::sign::{SecretKey, now_millis};
 use stats::Counters;
 use store::AppStore;
 
@@ -187,7 +190,7 @@ impl Emulator {
             outcome: config.outcome,
             max_clock_skew: config.max_clock_skew,
             base_url: format!("http://{addr}"),
-            cluster: crate::dataforest::client::now_millis(),
+            cluster: now_millis(),
             apps: Mutex::new(AppStore::new(config.retain_apps)),
             faults: Mutex::new(config.faults),
             counters: Counters::default(),

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::{Timestamp, tz};
+use jiff::{Timestamp, tz};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::dataforest::SubmitRequest;
+use crate::request::SubmitBody;
 
 /// Data Forest's way of saying "not finished": the epoch, in Korean time.
 pub const NOT_FINISHED: &str = "1970-01-01T09:00:00+09:00";
@@ -57,7 +57,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub(super) fn parse(text: &str) -> Option<Outcome> {
+    pub(crate) fn parse(text: &str) -> Option<Outcome> {
         match text.trim().to_ascii_uppercase().as_str() {
             "SUCCEEDED" => Some(Outcome::Succeeded),
             "FAILED" => Some(Outcome::Failed),
@@ -88,14 +88,14 @@ pub struct App {
     pub id: String,
     pub name: String,
     pub owner: Owner,
-    pub(super) request: SubmitRequest,
-    pub(super) seq: u64,
-    pub(super) created: Instant,
-    pub(super) created_at: Timestamp,
-    pub(super) timeline: Timeline,
-    pub(super) outcome: Outcome,
-    pub(super) killed: Option<Duration>,
-    pub(super) listed_after: Instant,
+    pub(crate) request: SubmitBody,
+    pub(crate) seq: u64,
+    pub(crate) created: Instant,
+    pub(crate) created_at: Timestamp,
+    pub(crate) timeline: Timeline,
+    pub(crate) outcome: Outcome,
+    pub(crate) killed: Option<Duration>,
+    pub(crate) listed_after: Instant,
 }
 
 /// Where an app is at one instant.

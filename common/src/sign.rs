@@ -1,6 +1,7 @@
 //! NCP API Gateway signature v2: pure functions, no I/O, no clock.
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -69,6 +70,15 @@ impl Credentials {
             secret_key: secret_key.into(),
         }
     }
+}
+
+/// Milliseconds since the epoch, as the gateway expects in the timestamp header and
+/// compares with its own clock.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 /// The three headers that authenticate one request.

@@ -4,12 +4,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 
-use super::apps::{
+use crate::apps::{
     ACCEPTED_MS_ENV, App, AppSnapshot, OUTCOME_ENV, Outcome, Owner, RUNNING_MS_ENV, Timeline,
 };
-use crate::dataforest::SubmitRequest;
+use crate::request::SubmitBody;
 
 /// Result of a kill.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl AppStore {
     pub fn create(
         &mut self,
         owner: Owner,
-        request: SubmitRequest,
+        request: SubmitBody,
         defaults: (Timeline, Outcome),
         listing_lag: Duration,
     ) -> &App {
@@ -174,28 +174,27 @@ impl AppStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AiAppDocker, AiAppSpec};
+    use crate::request::{Data, Docker, Resource};
 
-    fn request(env: &[(&str, &str)]) -> SubmitRequest {
-        let spec = AiAppSpec {
+    fn request(env: &[(&str, &str)]) -> SubmitBody {
+        SubmitBody {
             ai_workspace_id: "ws".into(),
-            name_prefix: None,
+            name_prefix: "ab".into(),
             queue_name: "gpu".into(),
-            data: Default::default(),
-            docker: AiAppDocker {
+            data: Data::default(),
+            docker: Docker {
                 image: "img".into(),
                 command: "run".into(),
+                args: None,
                 env: env
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                ..Default::default()
+                expose_tcp_ports: Vec::new(),
+                workdir: None,
             },
-            resource: Default::default(),
-            credentials: None,
-            deletion_policy: Default::default(),
-        };
-        SubmitRequest::from_spec(&spec, "ab")
+            resource: Resource::default(),
+        }
     }
 
     fn owner() -> Owner {

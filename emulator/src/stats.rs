@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::Shared;
-use crate::dataforest::Operation;
+use dataforest_common::Operation;
+
+use crate::Shared;
 
 /// Request counts, keyed by operation (`submit`, ..., `admin`, `unknown`) then outcome.
 #[derive(Default)]

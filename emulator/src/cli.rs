@@ -1,4 +1,4 @@
-//! `dataforest-operator emulator`: flags, credentials file, and serving until a signal.
+//! `dataforest-emulator`: flags, credentials file, and serving until a signal.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Emulator, EmulatorAccount, EmulatorConfig, Faults, Outcome, Timeline};
+use crate::{Emulator, EmulatorAccount, EmulatorConfig, EmulatorError, Faults, Outcome, Timeline};
 
 /// Flags of the `emulator` subcommand.
 #[derive(clap::Args, Clone)]
@@ -166,7 +166,7 @@ pub fn run(args: &EmulatorArgs) -> ExitCode {
     let config = match args.config() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("dataforest-operator emulator: {e}");
+            eprintln!("dataforest-emulator: {e}");
             return ExitCode::from(2);
         }
     };
@@ -176,19 +176,19 @@ pub fn run(args: &EmulatorArgs) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("dataforest-operator emulator: cannot start the runtime: {e}");
+            eprintln!("dataforest-emulator: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async {
         let handle = match Emulator::start(config).await {
             Ok(handle) => handle,
-            Err(e @ super::EmulatorError::NoAccounts) => {
-                eprintln!("dataforest-operator emulator: {e} (--credential or --credentials-file)");
+            Err(e @ EmulatorError::NoAccounts) => {
+                eprintln!("dataforest-emulator: {e} (--credential or --credentials-file)");
                 return ExitCode::from(2);
             }
             Err(e) => {
-                eprintln!("dataforest-operator emulator: {e}");
+                eprintln!("dataforest-emulator: {e}");
                 return ExitCode::FAILURE;
             }
         };
@@ -196,24 +196,11 @@ pub fn run(args: &EmulatorArgs) -> ExitCode {
         println!("dataforest emulator listening on {}", handle.url());
         let _ = std::io::stdout().flush();
         tracing::info!(url = %handle.url(), "emulator serving");
-        wait_for_signal().await;
+        dataforest_common::signal::stop_requested().await;
         tracing::info!("emulator stopping");
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }
 
 #[cfg(test)]

@@ -6,101 +6,13 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
-use dataforest_operator::dataforest::client::now_millis;
-use dataforest_operator::dataforest::{DataForestClient, Operation};
-use dataforest_operator::emulator::{Emulator, EmulatorHandle, Fault, Faults, Stats, Timeline};
-use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
-use sha2::Sha256;
+use dataforest_common::Operation;
+use dataforest_common::sign::now_millis;
+use dataforest_emulator::{Emulator, Fault, Faults, Stats, Timeline};
+use futures::StreamExt as _;
+use serde_json::json;
 use support::*;
 use tokio::io::AsyncBufReadExt as _;
-
-/// Signs with an HMAC computed here, independently of the crate's signing code.
-fn signature(path: &str, timestamp: &str, access_key: &str, secret: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("POST {path}\n{timestamp}\n{access_key}").as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-struct Raw {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Raw {
-    fn new(emu: &EmulatorHandle) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: emu.url(),
-        }
-    }
-
-    /// POSTs `body` to `path`, signed at `timestamp` with the given key pair.
-    async fn post_signed(
-        &self,
-        path: &str,
-        body: &Value,
-        timestamp: u64,
-        access_key: &str,
-        secret: &str,
-    ) -> (u16, Value) {
-        let ts = timestamp.to_string();
-        let request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("x-ncp-apigw-timestamp", &ts)
-            .header("x-ncp-iam-access-key", access_key)
-            .header(
-                "x-ncp-apigw-signature-v2",
-                signature(path, &ts, access_key, secret),
-            )
-            .json(body);
-        read(request).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_signed(path, body, now_millis(), AK1, SK1).await
-    }
-
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}/_emulator/{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        read(request).await
-    }
-}
-
-async fn read(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn submit_body() -> Value {
-    serde_json::to_value(request("hand")).unwrap()
-}
-
-fn auth_failed(details: &str) -> Value {
-    json!({"error": {"errorCode": "200", "message": "Authentication Failed", "details": details}})
-}
-
-const SUBMIT: &str = "/api/v2/aiapps/submit";
-const DETAIL: &str = "/api/v2/aiapps/getDetail";
-const LIST: &str = "/api/v2/aiapps/getList";
-const KILL: &str = "/api/v2/aiapps/kill";
 
 #[tokio::test]
 async fn a_request_signed_by_an_independent_hmac_is_accepted() {
@@ -454,9 +366,9 @@ async fn memory_is_bounded_by_the_count_of_kept_apps() {
     let mut config = config(Timeline::ZERO);
     config.retain_apps = 50;
     let emu = Emulator::start(config).await.unwrap();
-    let c = client(&emu);
+    let raw = Raw::new(&emu);
     for _ in 0..200 {
-        c.submit(&request("churn")).await.unwrap();
+        assert_eq!(raw.post(SUBMIT, &submit_body()).await.0, 200);
     }
     let stats = emu.stats();
     assert_eq!(
@@ -471,9 +383,9 @@ async fn live_apps_are_never_evicted_to_make_room() {
     let mut config = config(FOREVER);
     config.retain_apps = 5;
     let emu = Emulator::start(config).await.unwrap();
-    let c = client(&emu);
+    let raw = Raw::new(&emu);
     for _ in 0..20 {
-        c.submit(&request("live")).await.unwrap();
+        assert_eq!(raw.post(SUBMIT, &submit_body()).await.0, 200);
     }
     assert_eq!(emu.stats().apps_held, 20);
 }
@@ -481,28 +393,18 @@ async fn live_apps_are_never_evicted_to_make_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_concurrent_submits_all_succeed_and_are_all_counted() {
     let emu = emulator(Timeline::ZERO).await;
-    let c = client(&emu);
-    let total = submit_concurrently(&c, 2_000, 32).await;
+    let raw = Raw::new(&emu);
+    let body = submit_body();
+    let total = futures::stream::iter(0..2_000)
+        .map(|_| async { usize::from(raw.post(SUBMIT, &body).await.0 == 200) })
+        .buffer_unordered(32)
+        .fold(0, |sum, ok| async move { sum + ok })
+        .await;
     assert_eq!(total, 2_000);
     let stats: Stats = emu.stats();
     assert_eq!(stats.count(Operation::Submit, "ok"), 2_000);
     assert_eq!(stats.total(Operation::Submit), 2_000);
     assert_eq!(stats.apps_created, 2_000);
-}
-
-async fn submit_concurrently(client: &DataForestClient, n: usize, concurrency: usize) -> usize {
-    use futures::StreamExt as _;
-    futures::stream::iter(0..n)
-        .map(|_| async {
-            client
-                .submit(&request("load"))
-                .await
-                .map(|_| 1)
-                .unwrap_or(0)
-        })
-        .buffer_unordered(concurrency)
-        .fold(0, |sum, ok| async move { sum + ok })
-        .await
 }
 
 #[tokio::test]
@@ -519,7 +421,7 @@ async fn the_emulator_refuses_to_start_without_credentials() {
     assert!(e.to_string().starts_with("no credentials"));
 }
 
-/// The `emulator` subcommand, killed when the test ends however it ends.
+/// The `dataforest-emulator` binary, killed when the test ends however it ends.
 struct EmulatorProcess(tokio::process::Child);
 
 impl Drop for EmulatorProcess {
@@ -529,10 +431,9 @@ impl Drop for EmulatorProcess {
 }
 
 #[tokio::test]
-async fn the_emulator_subcommand_serves_on_the_port_it_prints() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-operator"))
+async fn the_emulator_binary_serves_on_the_port_it_prints() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-emulator"))
         .args([
-            "emulator",
             "--listen",
             "127.0.0.1:0",
             "--accepted-ms",
@@ -559,20 +460,18 @@ async fn the_emulator_subcommand_serves_on_the_port_it_prints() {
         .strip_prefix("dataforest emulator listening on ")
         .expect(&line)
         .to_owned();
-    let c = DataForestClient::new(
-        client_config(&url),
-        dataforest_operator::dataforest::Credentials::new(AK1, SK1),
-    )
-    .unwrap();
-    let id = c.submit(&request("cli")).await.unwrap().id.unwrap();
-    assert!(c.get_detail(&id).await.unwrap().is_terminal());
+    let raw = Raw::at(&url);
+    let (status, created) = raw.post(SUBMIT, &submit_body()).await;
+    assert_eq!(status, 200, "{created}");
+    let (_, detail) = raw.post(DETAIL, &json!({"id": created["id"]})).await;
+    assert_eq!(detail["state"], json!("FINISHED"), "{detail}");
     drop(guard);
 }
 
 #[tokio::test]
-async fn the_emulator_subcommand_exits_2_without_credentials() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-operator"))
-        .args(["emulator", "--listen", "127.0.0.1:0"])
+async fn the_emulator_binary_exits_2_without_credentials() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
         .env_remove("DATAFOREST_EMULATOR_CREDENTIALS")
         .kill_on_drop(true)
         .output()

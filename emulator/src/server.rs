@@ -1,5 +1,4 @@
-//! HTTP serving on raw hyper (so that a handler can drop a connection without an answer),
-//! routing, and the unsigned admin endpoints under `/_emulator/`.
+//! Routing of every request, and the unsigned admin endpoints under `/_emulator/`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,18 +6,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::api::{self, Reply, gateway_error};
-use super::faults::Faults;
-use super::{Shared, stats};
-use crate::dataforest::Operation;
+use dataforest_common::Operation;
+
+use crate::api::{self, Reply, gateway_error};
+use crate::faults::Faults;
+use crate::{Shared, stats};
 
 /// The gateway's request size limit as the emulator applies it.
 const MAX_BODY: usize = 1024 * 1024;
@@ -28,44 +25,21 @@ const MAX_BODY: usize = 1024 * 1024;
 #[error("connection dropped by fault injection")]
 pub(crate) struct Dropped;
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut stopping = stop.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, shared.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors under load: pause rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            () = stopped(&mut stopping) => break,
-        }
-    }
-}
-
-async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| {
+/// Serves until the handle asks to stop (or is gone), then closes every connection at
+/// once: a test that stops the emulator wants it gone, not polite.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handler = move |request| {
         let shared = shared.clone();
         async move { route(&shared, request).await }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    // Dropping the connection future closes the socket; on shutdown that is the point.
-    tokio::select! {
-        _ = conn => {}
-        () = stopped(&mut stop) => {}
-    }
-}
-
-/// Resolves once the handle asks to stop (or is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    dataforest_common::serve::serve(listener, handler, stopped, Duration::ZERO).await;
 }
 
 async fn route(

@@ -1,8 +1,12 @@
 //! The HTTP client: signed `POST`s over a pooled reqwest client, a timeout on every call,
-//! bounded retries for reads and kill, and never a retry of submit.
+//! bounded retries with jittered backoff (backon) for reads and kill, and never a retry
+//! of submit.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable as _};
 
 use futures::future::BoxFuture;
 use reqwest::Url;
@@ -62,15 +66,16 @@ impl RetryPolicy {
         }
     }
 
-    /// Delay before retry number `retry` (0-based): exponential, capped, with "equal
-    /// jitter" (half fixed, half random) so that many clients throttled together spread out.
-    /// `unit` is a random number in `[0, 1)`.
-    pub fn backoff(&self, retry: u32, unit: f64) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(retry.min(31)));
-        let cap = exp.min(self.max_backoff);
-        cap / 2 + (cap / 2).mul_f64(unit.clamp(0.0, 1.0))
+    /// The delays between attempts: exponential from `initial_backoff`, capped at
+    /// `max_backoff`, each with up to as much again of random jitter, so that many
+    /// clients throttled together spread out instead of retrying in step.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        let retries = self.max_attempts.saturating_sub(1);
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_max_times(usize::try_from(retries).unwrap_or(usize::MAX))
+            .with_jitter()
     }
 }
 
@@ -290,22 +295,23 @@ impl DataForestClient {
             attempts = tracing::field::Empty,
         );
         async {
-            let mut attempt = 0;
-            let result = loop {
-                attempt += 1;
+            let attempts = AtomicU32::new(0);
+            let attempt = || async {
+                attempts.fetch_add(1, Ordering::Relaxed);
                 // A fresh timestamp and signature per attempt: a retry may come late.
                 let request = self.prepare(operation, body, now_millis());
-                match self.send(request).await {
-                    Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
-                        let delay = retry.backoff(attempt - 1, fastrand::f64());
-                        tracing::debug!(attempt, reason = e.reason(), error = %e, ?delay, "retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                    other => break other,
-                }
+                self.send(request).await
             };
+            let result = attempt
+                .retry(retry.backoff())
+                .sleep(tokio::time::sleep)
+                .when(ApiError::is_retryable)
+                .notify(|e: &ApiError, delay: Duration| {
+                    tracing::debug!(reason = e.reason(), error = %e, ?delay, "retrying");
+                })
+                .await;
             let span = tracing::Span::current();
-            span.record("attempts", attempt);
+            span.record("attempts", attempts.load(Ordering::Relaxed));
             match &result {
                 Ok(_) => span.record("outcome", "ok"),
                 Err(e) => {
@@ -453,17 +459,24 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_exponentially_to_the_cap_with_bounded_jitter() {
+    fn backoff_grows_exponentially_to_the_cap_with_bounded_jitter_and_stops() {
+        use backon::BackoffBuilder as _;
         let policy = RetryPolicy {
-            max_attempts: 10,
+            max_attempts: 6,
             initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(400),
         };
-        assert_eq!(policy.backoff(0, 0.0), Duration::from_millis(50));
-        assert_eq!(policy.backoff(0, 1.0), Duration::from_millis(100));
-        assert_eq!(policy.backoff(2, 0.0), Duration::from_millis(200));
-        assert_eq!(policy.backoff(9, 1.0), Duration::from_secs(1));
-        assert_eq!(policy.backoff(u32::MAX, 0.5), Duration::from_millis(750));
+        let delays: Vec<Duration> = policy.backoff().build().collect();
+        // Five retries after the first attempt; each delay lies in [base, 2 * base).
+        assert_eq!(delays.len(), 5);
+        for (delay, base_ms) in delays.iter().zip([100, 200, 400, 400, 400]) {
+            let base = Duration::from_millis(base_ms);
+            assert!(
+                *delay >= base && *delay < base * 2,
+                "{delay:?} for {base:?}"
+            );
+        }
+        assert_eq!(RetryPolicy::no_retries().backoff().build().count(), 0);
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Credentials from Kubernetes Secrets: which Secret an AiApp uses, reading its keys, and
 //! choosing an endpoint the operator's allow-list permits.
+//!
+//! No value read from a Secret ever reaches a message: errors name the Secret and the key.
+//! The access key id and an endpoint that passed the allow-list are the only values that
+//! go further (into the client, and the access key id into logs as an identifier).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use reqwest::Url;
 
 use crate::crd::{AiApp, CredentialKeys, CredentialsRef};
+use crate::dataforest::client::parse_endpoint;
 use crate::dataforest::{Credentials, DEFAULT_ENDPOINT};
 
 /// What one Secret gives the operator for one AiApp.
@@ -38,8 +44,29 @@ pub enum CredentialsError {
         name: String,
         key: String,
     },
-    #[error("endpoint {endpoint:?} is not on the operator's allow-list (--allowed-endpoints)")]
-    EndpointNotAllowed { endpoint: String },
+    #[error(
+        "the endpoint in key {key:?} of Secret {namespace}/{name} is not on the operator's allow-list \
+         (--allowed-endpoints)"
+    )]
+    EndpointNotAllowed {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error(
+        "key {key:?} of Secret {namespace}/{name} is not an endpoint: an http(s) base URL with a host, \
+         without user, query or fragment"
+    )]
+    EndpointInvalid {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    /// The operator's own `--endpoint` (not a Secret's value, so it may be named).
+    #[error("the operator's --endpoint {endpoint} is not on its --allowed-endpoints")]
+    DefaultEndpointNotAllowed { endpoint: String },
+    #[error("reading Secret {namespace}/{name} took too long (the Kubernetes API did not answer)")]
+    Timeout { namespace: String, name: String },
     #[error("reading Secret {namespace}/{name}: {source}")]
     Kube {
         namespace: String,
@@ -53,41 +80,104 @@ impl CredentialsError {
     /// The condition reason for an AiApp waiting on this.
     pub fn reason(&self) -> &'static str {
         match self {
-            CredentialsError::EndpointNotAllowed { .. } => "EndpointNotAllowed",
-            CredentialsError::Kube { .. } => "SecretUnreadable",
+            CredentialsError::EndpointNotAllowed { .. }
+            | CredentialsError::EndpointInvalid { .. }
+            | CredentialsError::DefaultEndpointNotAllowed { .. } => "EndpointNotAllowed",
+            CredentialsError::Kube { .. } | CredentialsError::Timeout { .. } => "SecretUnreadable",
             _ => "CredentialsNotFound",
         }
     }
 }
 
-/// The operator's own settings for credentials and endpoints.
-#[derive(Clone, Debug, Default)]
+/// The operator's own settings for credentials and endpoints, parsed once at start.
+#[derive(Clone, Debug)]
 pub struct CredentialsPolicy {
     /// `--endpoint` / `DATAFOREST_ENDPOINT`: used when the Secret names none.
-    pub endpoint: Option<String>,
-    /// Base URLs the operator may call; compared without a trailing slash.
-    pub allowed_endpoints: Vec<String>,
+    default_endpoint: Url,
+    /// `--allowed-endpoints`: the base URLs the operator may call.
+    allowed: Vec<Url>,
+}
+
+impl Default for CredentialsPolicy {
+    /// The public gateway, and only it.
+    fn default() -> Self {
+        Self::new(DEFAULT_ENDPOINT, &[DEFAULT_ENDPOINT.to_owned()])
+            .expect("the public gateway is a valid endpoint")
+    }
 }
 
 impl CredentialsPolicy {
-    /// The endpoint for a Secret's optional `endpoint` value: the Secret's, the flag's,
-    /// then the public gateway; refused unless allowed.
-    pub fn choose_endpoint(&self, from_secret: Option<&str>) -> Result<String, CredentialsError> {
-        let endpoint = from_secret
-            .or(self.endpoint.as_deref())
-            .unwrap_or(DEFAULT_ENDPOINT)
-            .trim_end_matches('/')
-            .to_owned();
-        let allowed = self
-            .allowed_endpoints
+    /// Parses the flags; the error names the entry that is not an endpoint.
+    pub fn new(default_endpoint: &str, allowed: &[String]) -> Result<Self, String> {
+        let parse = |flag: &str, text: &str| {
+            parse_endpoint(text.trim()).map_err(|e| format!("{flag}: {e}"))
+        };
+        let allowed = allowed
             .iter()
-            .any(|allowed| allowed.trim_end_matches('/') == endpoint);
-        if allowed {
-            Ok(endpoint)
-        } else {
-            Err(CredentialsError::EndpointNotAllowed { endpoint })
-        }
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| parse("--allowed-endpoints", entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            default_endpoint: parse("--endpoint", default_endpoint)?,
+            allowed,
+        })
     }
+
+    /// Whether `--endpoint` is allowed; the operator refuses to start otherwise.
+    pub fn default_endpoint_allowed(&self) -> bool {
+        self.allowed_form(&self.default_endpoint).is_some()
+    }
+
+    /// The allowed endpoint that `url` is, as the client should call it.
+    fn allowed_form(&self, url: &Url) -> Option<String> {
+        let key = |u: &Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+                u.path().trim_end_matches('/').to_owned(),
+            )
+        };
+        let wanted = key(url);
+        self.allowed
+            .iter()
+            .find(|allowed| key(allowed) == wanted)
+            .map(|allowed| allowed.as_str().trim_end_matches('/').to_owned())
+    }
+
+    /// The endpoint for a Secret's optional `endpoint` value: the Secret's, else the
+    /// flag's; refused unless allowed. `place` names where a value came from, for errors.
+    fn choose_endpoint(
+        &self,
+        from_secret: Option<&str>,
+        place: &SecretPlace<'_>,
+    ) -> Result<String, CredentialsError> {
+        let Some(text) = from_secret else {
+            return self.allowed_form(&self.default_endpoint).ok_or_else(|| {
+                CredentialsError::DefaultEndpointNotAllowed {
+                    endpoint: self.default_endpoint.to_string(),
+                }
+            });
+        };
+        let url = parse_endpoint(text).map_err(|_| CredentialsError::EndpointInvalid {
+            namespace: place.namespace.to_owned(),
+            name: place.name.to_owned(),
+            key: place.key.to_owned(),
+        })?;
+        self.allowed_form(&url)
+            .ok_or_else(|| CredentialsError::EndpointNotAllowed {
+                namespace: place.namespace.to_owned(),
+                name: place.name.to_owned(),
+                key: place.key.to_owned(),
+            })
+    }
+}
+
+/// Where a value was read: a key of a Secret.
+struct SecretPlace<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    key: &'a str,
 }
 
 /// The Secret an AiApp names (`spec.credentials`), if any.
@@ -153,7 +243,12 @@ pub fn read_secret(
     let access_key = required(&keys.access_key)?;
     let secret_key = required(&keys.secret_key)?;
     let account_id = value(&keys.account_id)?;
-    let endpoint = policy.choose_endpoint(value(&keys.endpoint)?.as_deref())?;
+    let place = SecretPlace {
+        namespace,
+        name,
+        key: &keys.endpoint,
+    };
+    let endpoint = policy.choose_endpoint(value(&keys.endpoint)?.as_deref(), &place)?;
     Ok(ResolvedCredentials {
         credentials: Credentials::new(access_key, secret_key),
         account_id,
@@ -180,13 +275,14 @@ mod tests {
     }
 
     fn policy() -> CredentialsPolicy {
-        CredentialsPolicy {
-            endpoint: None,
-            allowed_endpoints: vec![
+        CredentialsPolicy::new(
+            DEFAULT_ENDPOINT,
+            &[
                 DEFAULT_ENDPOINT.to_owned(),
                 "http://127.0.0.1:9000/".to_owned(),
             ],
-        }
+        )
+        .unwrap()
     }
 
     #[test]
@@ -251,10 +347,107 @@ mod tests {
     }
 
     #[test]
-    fn errors_never_carry_the_secret_value() {
-        let s = secret(&[("accessKey", "AK"), ("secretKey", "")]);
-        let error =
-            read_secret(&s, "ns", "creds", &CredentialKeys::default(), &policy()).unwrap_err();
-        assert!(!format!("{error} {error:?}").contains("AK"));
+    fn no_error_path_carries_a_value_read_from_the_secret() {
+        // A recognisable value in the key each path reads: it must appear nowhere.
+        const VALUE: &str = "hunter2-database-password-7f3a";
+        let not_utf8 = |key: &str| {
+            let mut s = secret(&[("accessKey", VALUE), ("secretKey", VALUE)]);
+            s.data.as_mut().unwrap().insert(
+                key.to_owned(),
+                ByteString([VALUE.as_bytes(), &[0xff, 0xfe]].concat()),
+            );
+            s
+        };
+        let cases = [
+            (
+                secret(&[
+                    ("accessKey", "AK"),
+                    ("secretKey", VALUE),
+                    ("endpoint", VALUE),
+                ]),
+                "EndpointNotAllowed",
+                "is not an endpoint",
+            ),
+            (
+                secret(&[
+                    ("accessKey", "AK"),
+                    ("secretKey", VALUE),
+                    ("endpoint", &format!("https://{VALUE}.example")),
+                ]),
+                "EndpointNotAllowed",
+                "is not on the operator's allow-list",
+            ),
+            (
+                secret(&[("accessKey", VALUE)]),
+                "CredentialsNotFound",
+                "has no key \"secretKey\"",
+            ),
+            (not_utf8("secretKey"), "CredentialsNotFound", "is not UTF-8"),
+            (not_utf8("endpoint"), "CredentialsNotFound", "is not UTF-8"),
+        ];
+        for (s, reason, says) in cases {
+            let error =
+                read_secret(&s, "ns", "creds", &CredentialKeys::default(), &policy()).unwrap_err();
+            let shown = format!("{error} {error:?}");
+            assert_eq!(error.reason(), reason, "{shown}");
+            assert!(shown.contains(says), "{shown}");
+            assert!(shown.contains("ns/creds"), "names the Secret: {shown}");
+            assert!(
+                !shown.contains(VALUE) && !shown.contains("hunter2"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_endpoints_compare_as_urls_not_as_text() {
+        let policy = CredentialsPolicy::new(
+            DEFAULT_ENDPOINT,
+            &["https://DF.apigw.ntruss.com:443/".to_owned()],
+        )
+        .unwrap();
+        assert!(policy.default_endpoint_allowed());
+        let place = SecretPlace {
+            namespace: "ns",
+            name: "creds",
+            key: "endpoint",
+        };
+        for same in [
+            "https://df.apigw.ntruss.com",
+            "https://df.apigw.ntruss.com/",
+            "HTTPS://df.APIGW.ntruss.com:443",
+        ] {
+            assert_eq!(
+                policy.choose_endpoint(Some(same), &place).unwrap(),
+                "https://df.apigw.ntruss.com",
+                "{same}"
+            );
+        }
+        for other in [
+            "http://df.apigw.ntruss.com",
+            "https://df.apigw.ntruss.com:8443",
+            "https://df.apigw.ntruss.com/other",
+            "https://df.apigw.ntruss.com.evil.example",
+        ] {
+            assert!(
+                policy.choose_endpoint(Some(other), &place).is_err(),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_allowed_endpoint_is_refused_at_start_naming_it() {
+        let e = CredentialsPolicy::new(DEFAULT_ENDPOINT, &["df.apigw.ntruss.com".to_owned()])
+            .unwrap_err();
+        assert!(
+            e.starts_with("--allowed-endpoints: invalid endpoint \"df.apigw.ntruss.com\""),
+            "{e}"
+        );
+        let e = CredentialsPolicy::new("ftp://x", &[]).unwrap_err();
+        assert!(e.starts_with("--endpoint:"), "{e}");
+        let policy =
+            CredentialsPolicy::new("http://127.0.0.1:1", &[DEFAULT_ENDPOINT.to_owned()]).unwrap();
+        assert!(!policy.default_endpoint_allowed());
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dataforest_emulator::apps::{ACCEPTED_MS_ENV, RUNNING_MS_ENV};
 use dataforest_emulator::{Fault, Faults, OUTCOME_ENV, Timeline};
-use dataforest_operator::dataforest::error::decode_response;
+use dataforest_operator::dataforest::error::{ResponseMeta, decode_response};
 use dataforest_operator::dataforest::sign::now_millis;
 use dataforest_operator::dataforest::types::IdRequest;
 use dataforest_operator::dataforest::{
@@ -231,7 +231,7 @@ async fn a_request_signed_six_minutes_ago_is_refused() {
     let response = builder.body(prepared.body).send().await.unwrap();
     let status = response.status().as_u16();
     let body = response.bytes().await.unwrap();
-    let e = decode_response::<AppDetail>(status, &body, None).unwrap_err();
+    let e = decode_response::<AppDetail>(ResponseMeta::new(status), &body).unwrap_err();
     assert_eq!(e.reason(), "Unauthorized");
     assert_eq!(e.api_message(), Some("Authentication Failed"));
 }

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
-use super::error::{ApiError, decode_response, from_transport};
+use super::budget::KeyBudget;
+use super::error::{ApiError, ResponseMeta, decode_response, from_transport, parse_http_date};
 use super::sign::{self, Credentials, now_millis};
 use super::types::{
     AppDetail, AppSummary, IdRequest, KillResponse, ListRequest, ListResponse, SubmitRequest,
@@ -24,6 +25,10 @@ use super::{DEFAULT_ENDPOINT, Operation};
 
 /// Response header that identifies a request in NCP support tickets.
 pub const TRACE_ID_HEADER: &str = "x-ncp-trace-id";
+
+/// The most of an answer the client reads; more is refused as unreadable rather than
+/// held in memory (a getList of 10,000 apps is about 4 MB).
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// The Data Forest API as the controller sees it; [`DataForestClient`] implements it, and
 /// tests may put anything else behind an `Arc<dyn DataForestApi>`.
@@ -162,6 +167,7 @@ pub struct DataForestClient {
     base: Url,
     credentials: Credentials,
     config: ClientConfig,
+    budget: Option<KeyBudget>,
 }
 
 impl fmt::Debug for DataForestClient {
@@ -191,7 +197,16 @@ impl DataForestClient {
             base,
             credentials,
             config,
+            budget: None,
         })
+    }
+
+    /// Spends `budget` on every request but submit's (whose caller takes its token before
+    /// it writes the marker, so that waiting for one never eats into a leader's lease),
+    /// and tells it of every 429.
+    pub fn with_budget(mut self, budget: KeyBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// A pooled client with webpki roots (works in a minimal image) and the config's timeouts.
@@ -203,6 +218,9 @@ impl DataForestClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            // Never follow a redirect: it would carry the signed headers and the body (which
+            // the signature does not cover) to whatever host the answer names.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("dataforest-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientBuildError::Http)
@@ -298,9 +316,20 @@ impl DataForestClient {
             let attempts = AtomicU32::new(0);
             let attempt = || async {
                 attempts.fetch_add(1, Ordering::Relaxed);
+                if let Some(budget) = self.budget.as_ref().filter(|_| operation != Operation::Submit) {
+                    budget.acquire().await;
+                }
                 // A fresh timestamp and signature per attempt: a retry may come late.
                 let request = self.prepare(operation, body, now_millis());
-                self.send(request).await
+                let result = self.send(request).await;
+                if let Some(budget) = &self.budget {
+                    match &result {
+                        Err(e) if e.status() == Some(429) => budget.throttled(),
+                        Err(_) => {}
+                        Ok(_) => budget.succeeded(),
+                    }
+                }
+                result
             };
             let result = attempt
                 .retry(retry.backoff())
@@ -334,22 +363,29 @@ impl DataForestClient {
                 builder = builder.header(name, value);
             }
         }
-        let response = builder
+        let mut response = builder
             .body(request.body)
             .send()
             .await
-            .map_err(|e| from_transport(&e, timeout))?;
-        let status = response.status().as_u16();
-        let trace_id = response
-            .headers()
-            .get(TRACE_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .bytes()
+            .map_err(|e| from_transport(e, timeout))?;
+        let meta = response_meta(&response);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| from_transport(&e, timeout))?;
-        decode_response(status, &body, trace_id)
+            .map_err(|e| from_transport(e, timeout))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(ApiError::Undecodable {
+                    status: meta.status,
+                    reason: format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
+                    body: super::error::truncate_body(&body),
+                    trace_id: meta.trace_id,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        decode_response(meta, &body)
     }
 }
 
@@ -368,6 +404,19 @@ impl DataForestApi for DataForestClient {
     }
     fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<KillResponse, ApiError>> {
         Box::pin(DataForestClient::kill(self, id))
+    }
+}
+
+/// What the client keeps of an answer's status line and headers.
+fn response_meta(response: &reqwest::Response) -> ResponseMeta {
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+    ResponseMeta {
+        status: response.status().as_u16(),
+        trace_id: header(TRACE_ID_HEADER).map(str::to_owned),
+        date: header(reqwest::header::DATE.as_str()).and_then(parse_http_date),
+        location_host: header(reqwest::header::LOCATION.as_str())
+            .and_then(|location| Url::parse(location).ok())
+            .and_then(|url| url.host_str().map(str::to_owned)),
     }
 }
 

@@ -1,13 +1,43 @@
 //! The one error type of the Data Forest client, classified once here: retryable or
 //! permanent, and for submit whether the app may exist anyway.
+//!
+//! The rule: only a documented error in its documented JSON shape is permanent. Anything
+//! else (an HTML page, a truncated body, a redirect, an error message no page lists, a
+//! 401 that the gateway's own clock explains) is retried with back-off, so that a proxy
+//! having a bad minute never parks an AiApp for good.
 
 use std::fmt;
 use std::time::Duration;
 
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::de::DeserializeOwned;
 
 /// Bodies of error answers are kept up to this many bytes, for the user's message.
 pub const BODY_KEEP_BYTES: usize = 512;
+
+/// The gateway refuses request timestamps further than this from its clock.
+pub const GATEWAY_MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// What the client read of an answer besides its body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResponseMeta {
+    pub status: u16,
+    /// `x-ncp-trace-id`, for support tickets.
+    pub trace_id: Option<String>,
+    /// The `Date` header: the gateway's clock, which explains a 401 for a stale timestamp.
+    pub date: Option<Timestamp>,
+    /// The host of a redirect's `Location` (never the whole URL, which may carry anything).
+    pub location_host: Option<String>,
+}
+
+impl ResponseMeta {
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+}
 
 /// A failed call to the Data Forest API.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +76,31 @@ pub enum ApiError {
         reason: String,
         /// The start of the body, at most [`BODY_KEEP_BYTES`].
         body: String,
+        trace_id: Option<String>,
+    },
+    /// A 3xx: the client follows no redirect, since the signed headers and the body must
+    /// go to the configured endpoint or nowhere.
+    #[error(
+        "the Data Forest API answered HTTP {status}, a redirect to {}; no redirect is followed, so signed requests \
+         only go to the configured endpoint",
+        .location_host.as_deref().unwrap_or("an unnamed host")
+    )]
+    Redirect {
+        status: u16,
+        location_host: Option<String>,
+        trace_id: Option<String>,
+    },
+    /// A gateway 401 whose `Date` header shows that this host's clock, not the keys, is
+    /// wrong: the request's timestamp was too far from the gateway's clock.
+    #[error(
+        "the API gateway refused the request's timestamp: its clock is {} {} this host's clock, and it \
+         allows 5 minutes; fix this host's time (NTP)",
+        dataforest_common::duration::display(.skew.unsigned_abs()),
+        if .skew.is_negative() { "behind" } else { "ahead of" }
+    )]
+    ClockSkew {
+        /// The gateway's clock minus ours.
+        skew: SignedDuration,
         trace_id: Option<String>,
     },
 }
@@ -115,7 +170,9 @@ impl ApiError {
         match self {
             ApiError::Gateway { status, .. }
             | ApiError::Service { status, .. }
-            | ApiError::Undecodable { status, .. } => Some(*status),
+            | ApiError::Undecodable { status, .. }
+            | ApiError::Redirect { status, .. } => Some(*status),
+            ApiError::ClockSkew { .. } => Some(401),
             ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
         }
     }
@@ -125,7 +182,9 @@ impl ApiError {
         match self {
             ApiError::Gateway { trace_id, .. }
             | ApiError::Service { trace_id, .. }
-            | ApiError::Undecodable { trace_id, .. } => trace_id.as_deref(),
+            | ApiError::Undecodable { trace_id, .. }
+            | ApiError::Redirect { trace_id, .. }
+            | ApiError::ClockSkew { trace_id, .. } => trace_id.as_deref(),
             ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
         }
     }
@@ -152,18 +211,25 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Transport { kind, .. } => *kind != TransportKind::Other,
-            ApiError::Timeout { .. } => true,
-            ApiError::Gateway { status, .. } | ApiError::Undecodable { status, .. } => {
-                *status == 429 || *status >= 500
-            }
+            ApiError::Timeout { .. }
+            | ApiError::Undecodable { .. }
+            | ApiError::Redirect { .. }
+            | ApiError::ClockSkew { .. } => true,
+            ApiError::Gateway { status, .. } => *status == 429 || *status >= 500,
             ApiError::Service { status, .. } => {
                 *status == 429
                     || matches!(
                         self.service_kind(),
-                        Some(ServiceKind::Quota | ServiceKind::Unexpected)
+                        Some(ServiceKind::Quota | ServiceKind::Unexpected | ServiceKind::Other)
                     )
             }
         }
+    }
+
+    /// The keys were refused (a documented 401/403): the same keys will be refused again,
+    /// for every AiApp that uses them.
+    pub fn is_unauthorized(&self) -> bool {
+        self.reason() == "Unauthorized"
     }
 
     /// Data Forest does not know the app (404 `no such element`).
@@ -181,6 +247,8 @@ impl ApiError {
             ApiError::Service { .. } => self.service_kind() == Some(ServiceKind::Unexpected),
             // A success status with an unreadable body: the service may well have acted.
             ApiError::Undecodable { status, .. } => *status >= 500 || (200..300).contains(status),
+            // Refused in front of the service: nothing was done.
+            ApiError::Redirect { .. } | ApiError::ClockSkew { .. } => false,
         }
     }
 
@@ -198,6 +266,9 @@ impl ApiError {
             };
         }
         match self {
+            ApiError::Undecodable { .. } => "UnreadableAnswer",
+            ApiError::Redirect { .. } => "Redirected",
+            ApiError::ClockSkew { .. } => "ClockSkew",
             ApiError::Gateway {
                 status: 401 | 403, ..
             } => "Unauthorized",
@@ -215,10 +286,22 @@ impl ApiError {
 /// Reads an answer: a success body as `T`, any error shape as an [`ApiError`]. The shape
 /// of the body decides, not the status: Data Forest can say `success:false` with HTTP 200.
 pub fn decode_response<T: DeserializeOwned>(
-    status: u16,
+    meta: ResponseMeta,
     body: &[u8],
-    trace_id: Option<String>,
 ) -> Result<T, ApiError> {
+    let ResponseMeta {
+        status,
+        trace_id,
+        date,
+        location_host,
+    } = meta;
+    if (300..400).contains(&status) {
+        return Err(ApiError::Redirect {
+            status,
+            location_host,
+            trace_id,
+        });
+    }
     let undecodable = |reason: String| ApiError::Undecodable {
         status,
         reason,
@@ -233,6 +316,9 @@ pub fn decode_response<T: DeserializeOwned>(
         Err(e) => return Err(undecodable(format!("not JSON: {e}"))),
     };
     if let Some(error) = value.get("error").filter(|e| e.is_object()) {
+        if let Some(skew) = clock_skew(status, date, Timestamp::now()) {
+            return Err(ApiError::ClockSkew { skew, trace_id });
+        }
         return Err(ApiError::Gateway {
             status,
             code: text_of(error.get("errorCode")).unwrap_or_default(),
@@ -259,6 +345,20 @@ pub fn decode_response<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| undecodable(format!("unexpected shape: {e}")))
 }
 
+/// The gateway's clock minus ours, when a 401 comes with a `Date` that is further from
+/// `now` than the gateway allows: then the timestamp, not the keys, was refused.
+fn clock_skew(status: u16, date: Option<Timestamp>, now: Timestamp) -> Option<SignedDuration> {
+    let skew = date?.duration_since(now);
+    (status == 401 && skew.abs() > GATEWAY_MAX_CLOCK_SKEW).then_some(skew)
+}
+
+/// Parses an HTTP `Date` header (IMF-fixdate, an RFC 2822 date).
+pub fn parse_http_date(text: &str) -> Option<Timestamp> {
+    k8s_openapi::jiff::fmt::rfc2822::parse(text.trim())
+        .ok()
+        .map(|zoned| zoned.timestamp())
+}
+
 fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
     match value? {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -278,9 +378,11 @@ pub fn truncate_body(body: &[u8]) -> String {
     }
 }
 
-/// Classifies a reqwest failure by whether the request can have left this process.
-pub(crate) fn from_transport(error: &reqwest::Error, timeout: Duration) -> ApiError {
-    let chain = error_chain(error);
+/// Classifies a reqwest failure by whether the request can have left this process. The
+/// URL is left out of the message: it is the endpoint, which may come from a Secret.
+pub(crate) fn from_transport(error: reqwest::Error, timeout: Duration) -> ApiError {
+    let error = error.without_url();
+    let chain = error_chain(&error);
     let kind = if chain.contains("dns error") || chain.contains("failed to lookup address") {
         TransportKind::Dns
     } else if error.is_connect() {
@@ -318,7 +420,11 @@ mod tests {
     use crate::dataforest::types::KillResponse;
 
     fn decode(status: u16, body: &str) -> Result<KillResponse, ApiError> {
-        decode_response(status, body.as_bytes(), Some("trace-1".to_owned()))
+        let meta = ResponseMeta {
+            trace_id: Some("trace-1".to_owned()),
+            ..ResponseMeta::new(status)
+        };
+        decode_response(meta, body.as_bytes())
     }
 
     fn err(status: u16, body: &str) -> ApiError {
@@ -345,13 +451,17 @@ mod tests {
             (500, r#"{"success":false,"message":"unexpected error"}"#, true, true, false, "ApiUnavailable"),
             (503, r#"{"error":{"errorCode":"500","message":"Endpoint Error"}}"#, true, true, false, "ApiUnavailable"),
             (504, r#"{"error":{"errorCode":"510","message":"Endpoint Timeout"}}"#, true, true, false, "ApiUnavailable"),
-            (502, "<html><body>Bad Gateway</body></html>", true, true, false, "ApiUnavailable"),
+            (502, "<html><body>Bad Gateway</body></html>", true, true, false, "UnreadableAnswer"),
             (200, r#"{"success":false,"message":"invalid request parameters"}"#, false, false, false, "InvalidSpec"),
-            (200, "<html>maintenance</html>", false, true, false, "ApiError"),
-            (404, "<html>not here</html>", false, false, false, "ApiError"),
+            (200, "<html>maintenance</html>", true, true, false, "UnreadableAnswer"),
+            (200, r#"{"success":true,"id":"#, true, true, false, "UnreadableAnswer"),
+            (404, "<html>not here</html>", true, false, false, "UnreadableAnswer"),
             (200, r#"{"success":false,"message":"unexpected error"}"#, true, true, false, "ApiUnavailable"),
             (200, r#"{"success":false,"message":"no such element"}"#, false, false, true, "NotFound"),
-            (409, r#"{"success":false,"message":"something new"}"#, false, false, false, "ApiError"),
+            // Not in any page's table: retried, never a permanent verdict.
+            (409, r#"{"success":false,"message":"something new"}"#, true, false, false, "ApiError"),
+            (307, "", true, false, false, "Redirected"),
+            (302, "<html>moved</html>", true, false, false, "Redirected"),
         ];
         for &(status, body, retryable, unknown, not_found, reason) in table {
             let e = err(status, body);
@@ -463,5 +573,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_401_whose_date_is_far_from_our_clock_is_a_retryable_clock_skew() {
+        let now = Timestamp::now();
+        let refused = |date: Option<Timestamp>| {
+            let meta = ResponseMeta {
+                date,
+                ..ResponseMeta::new(401)
+            };
+            decode_response::<KillResponse>(meta, AUTH.as_bytes()).unwrap_err()
+        };
+        let ahead = refused(Some(now + SignedDuration::from_mins(7)));
+        assert!(matches!(ahead, ApiError::ClockSkew { .. }), "{ahead:?}");
+        assert!(ahead.is_retryable() && !ahead.outcome_unknown());
+        assert_eq!(ahead.reason(), "ClockSkew");
+        assert!(
+            ahead.to_string().contains("ahead of this host's clock"),
+            "{ahead}"
+        );
+        let behind = refused(Some(now - SignedDuration::from_mins(30)));
+        assert!(
+            behind.to_string().contains("behind this host's clock"),
+            "{behind}"
+        );
+        // Within the allowed skew, or without a Date, the keys were refused.
+        for date in [Some(now + SignedDuration::from_mins(2)), None] {
+            let e = refused(date);
+            assert_eq!(e.reason(), "Unauthorized", "{date:?}");
+            assert!(!e.is_retryable() && e.is_unauthorized());
+        }
+    }
+
+    #[test]
+    fn http_dates_parse_as_the_gateway_writes_them() {
+        assert_eq!(
+            parse_http_date("Tue, 01 Dec 2026 10:00:00 GMT"),
+            Some("2026-12-01T10:00:00Z".parse().unwrap())
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn a_redirect_names_its_target_host_and_is_never_an_unknown_outcome() {
+        let meta = ResponseMeta {
+            location_host: Some("elsewhere.example".to_owned()),
+            ..ResponseMeta::new(307)
+        };
+        let e = decode_response::<KillResponse>(meta, b"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("HTTP 307, a redirect to elsewhere.example"),
+            "{e}"
+        );
+        assert!(!e.outcome_unknown());
     }
 }

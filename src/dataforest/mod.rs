@@ -1,5 +1,6 @@
 //! The Data Forest AI Apps API: signing, bodies, errors, and the HTTP client behind a trait.
 
+pub mod budget;
 pub mod client;
 pub mod error;
 pub mod name_prefix;

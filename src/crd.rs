@@ -40,6 +40,10 @@ pub mod limits {
     pub const MEMORY_MB_MAX: i64 = 4 * 1024 * 1024;
     pub const SECRET_NAME_MAX: u32 = 253;
     pub const SECRET_KEY_MAX: u32 = 253;
+    /// Attempts recorded in status: far more than automatic resubmits and retries make.
+    pub const ATTEMPTS_MAX: u32 = 64;
+    /// Candidate apps recorded for one ambiguous attempt.
+    pub const CANDIDATES_MAX: u32 = 16;
 }
 use limits::*;
 
@@ -340,10 +344,21 @@ pub struct AiAppStatus {
     /// The `metadata.generation` this status was written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Record of a submit that was started, written before the API is called so that
-    /// a lost answer can be recovered without submitting twice.
+    /// The current attempt's marker: written before the API is called so that a lost
+    /// answer can be recovered without submitting twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<SubmissionMarker>,
+    /// Every attempt to submit this AiApp, oldest first: each names the app it created,
+    /// or the apps it may have created. Attempt numbers only go up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = ATTEMPTS_MAX))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["attempt"]))]
+    pub attempts: Vec<AttemptRecord>,
+    /// While the AiApp waits for a person in phase Unknown after a submit whose outcome is
+    /// unknown: the value of the `dataforest.dev/resubmit` annotation that confirms one more
+    /// submit. It is bound to this AiApp and this attempt, so it confirms nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resubmit_token: Option<String>,
     /// Data Forest's id of the app (Base62).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -411,6 +426,61 @@ pub struct SubmissionMarker {
     pub started_at: Time,
     /// Name prefix sent with the submit.
     pub name_prefix: String,
+}
+
+/// One attempt to submit the AiApp: when, with which name prefix, and what came of it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    /// The attempt's number: 1 for the first; never reused.
+    pub attempt: i32,
+    /// When its marker was written, before the submit call.
+    pub started_at: Time,
+    /// The name prefix sent with its submit.
+    pub name_prefix: String,
+    /// The app it created, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Apps that recovery found and could not tell apart: one of them may be this attempt's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = CANDIDATES_MAX))]
+    pub candidates: Vec<String>,
+    /// What came of it.
+    pub outcome: AttemptOutcome,
+}
+
+/// What came of one attempt.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The submit is under way, or its outcome is unknown and recovery looks for its app.
+    Pending,
+    /// Data Forest answered with the app's id.
+    Created,
+    /// Recovery found the app of a submit whose answer was lost.
+    Recovered,
+    /// A person named the app with the `dataforest.dev/adopt-id` annotation.
+    Adopted,
+    /// No app can exist: Data Forest refused the submit, or the operator did not send it.
+    NotCreated,
+    /// The outcome was unknown and no app was listed within the recovery grace; a later
+    /// attempt followed. An app may still show up for it: recovery keeps looking.
+    NotListed,
+    /// Recovery found several apps that may be this attempt's (listed in `candidates`).
+    Ambiguous,
+    /// Its app was listed only after a later attempt had started: a second app of this
+    /// AiApp. The operator killed it when the name prefix is certainly this AiApp's, and
+    /// otherwise named it in a Warning Event.
+    Duplicate,
+}
+
+impl AttemptOutcome {
+    /// Whether this attempt may have created an app that no one knows the id of.
+    pub fn may_have_unknown_app(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Pending | AttemptOutcome::NotListed | AttemptOutcome::Ambiguous
+        )
+    }
 }
 
 /// Where an AiApp is in its life.

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attempts;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod run;
 pub mod status;
 pub mod submit;
+pub mod transition;
 
 pub use dataforest_common::telemetry;
 

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::crd::{AiApp, Phase, SubmissionMarker};
+use crate::attempts;
+use crate::crd::{AiApp, AttemptOutcome, AttemptRecord, Phase};
 use crate::dataforest::AppSummary;
 
 /// `"true"` stops every API call for the AiApp.
 pub const PAUSED_ANNOTATION: &str = "dataforest.dev/paused";
 /// Names the Data Forest app id that belongs to this AiApp.
 pub const ADOPT_ID_ANNOTATION: &str = "dataforest.dev/adopt-id";
-/// Set to the marker's attempt number to confirm a resubmit after an ambiguous recovery.
+/// Set to `status.resubmitToken` to confirm one more submit after an ambiguous recovery.
 pub const RESUBMIT_ANNOTATION: &str = "dataforest.dev/resubmit";
 
 /// What to do with an AiApp that is not being deleted.
@@ -29,10 +30,11 @@ pub enum Step {
     Adopt(String),
     /// Submit, as attempt number `attempt`.
     Submit { attempt: i32 },
-    /// A submit was started but its id is unknown: look for the app.
-    Recover(SubmissionMarker),
-    /// Recovery was ambiguous; only a person can go on (adopt-id or resubmit).
-    AwaitPerson,
+    /// The current attempt's outcome is unknown: look for its app.
+    Recover(AttemptRecord),
+    /// Recovery could not decide; only a person can go on (adopt-id or resubmit). Until
+    /// then the operator only keeps the attempt's candidate apps in status up to date.
+    AwaitPerson(AttemptRecord),
     /// An annotation a person set cannot be acted on; nothing happens until it is fixed.
     Refused {
         reason: &'static str,
@@ -40,7 +42,8 @@ pub enum Step {
     },
 }
 
-/// The next step for `app`.
+/// The next step for `app`, whose status is already normalized (see
+/// [`crate::attempts::normalize`]).
 pub fn next_step(app: &AiApp) -> Step {
     let status = app.status.clone().unwrap_or_default();
     if status.phase.is_some_and(Phase::is_terminal) {
@@ -66,20 +69,22 @@ pub fn next_step(app: &AiApp) -> Step {
         }
         None => {}
     }
-    match status.submission {
-        None => Step::Submit { attempt: 1 },
-        Some(marker) if status.phase == Some(Phase::Unknown) => {
-            let confirmed =
-                annotation(app, RESUBMIT_ANNOTATION) == Some(marker.attempt.to_string().as_str());
-            if confirmed {
-                Step::Submit {
-                    attempt: marker.attempt + 1,
-                }
+    let next = attempts::next_number(&status);
+    match attempts::current(&status) {
+        None => Step::Submit { attempt: next },
+        Some(record) if record.outcome == AttemptOutcome::NotCreated => {
+            Step::Submit { attempt: next }
+        }
+        Some(record) if status.phase == Some(Phase::Unknown) => {
+            let uid = app.metadata.uid.as_deref().unwrap_or_default();
+            let token = attempts::resubmit_token(uid, record);
+            if annotation(app, RESUBMIT_ANNOTATION) == Some(token.as_str()) {
+                Step::Submit { attempt: next }
             } else {
-                Step::AwaitPerson
+                Step::AwaitPerson(record.clone())
             }
         }
-        Some(marker) => Step::Recover(marker),
+        Some(record) => Step::Recover(record.clone()),
     }
 }
 
@@ -101,53 +106,98 @@ pub fn is_app_id(id: &str) -> bool {
 pub enum Recovery {
     /// Exactly one app matches: it is this AiApp's.
     Adopt(String),
-    /// None yet, inside the grace period: a new app can take a while to be listed.
+    /// Nothing to decide yet: a new app can take a while to be listed.
     Wait,
-    /// None after the grace period: the submit did not create an app.
+    /// None after the grace period: the submit did not create an app; submit again.
     Resubmit,
+    /// None after the grace period, and the automatic resubmits are used up.
+    Exhausted,
     /// More than one matches: a person decides.
     Ambiguous(Vec<String>),
 }
 
-/// How far the service's clock may lag ours when comparing `startedAt` with the marker.
-pub const CLOCK_SLACK: SignedDuration = SignedDuration::from_secs(60);
+/// How far the service's clock may lag ours when comparing its times with a marker.
+pub const CLOCK_SLACK: SignedDuration = SignedDuration::from_secs(10);
 
-/// Looks among `listed` for apps named `<prefix>-...`, started after the marker (less the
-/// clock slack), and not claimed by another AiApp. `rivals` counts the other AiApps
-/// that recorded the same prefix and still look for their app: then even a single match
-/// may be theirs, and guessing could swap two jobs.
-pub fn recover(
-    marker: &SubmissionMarker,
-    listed: &[AppSummary],
-    claimed: &HashSet<String>,
-    rivals: usize,
-    now: Timestamp,
-    grace: Duration,
-) -> Recovery {
-    let name_start = format!("{}-", marker.name_prefix);
-    let not_before = marker.started_at.0 - CLOCK_SLACK;
-    let matches: Vec<String> = listed
+/// What recovery knows besides the listing.
+#[derive(Clone, Debug)]
+pub struct RecoveryContext<'a> {
+    /// Every attempt of this AiApp, the current one last.
+    pub attempts: &'a [AttemptRecord],
+    /// App ids other AiApps hold: never adopted.
+    pub claimed: &'a HashSet<String>,
+    /// Other AiApps that recorded one of the same prefixes and still look for their app:
+    /// then even a single match may be theirs, and guessing could swap two jobs.
+    pub rivals: usize,
+    /// When the listing was read (not when it is judged).
+    pub listed_at: Timestamp,
+    pub grace: Duration,
+    /// How many times recovery may submit again on its own after finding nothing.
+    pub max_automatic_resubmits: usize,
+}
+
+/// The apps in `listed` that may be this AiApp's: named after the prefix of one of its
+/// attempts that may have an unknown app, started after the earliest of their markers
+/// (less the clock slack), not killed, not ended before that marker, not held by another
+/// AiApp and not already recorded by another attempt.
+pub fn candidates(context: &RecoveryContext<'_>, listed: &[AppSummary]) -> Vec<String> {
+    let open: Vec<&AttemptRecord> = context
+        .attempts
         .iter()
-        .filter(|app| {
-            app.name
-                .as_deref()
-                .is_some_and(|name| name.starts_with(&name_start))
-        })
-        .filter(|app| app.started_at.is_none_or(|started| started >= not_before))
-        .filter_map(|app| app.id.clone())
-        .filter(|id| !claimed.contains(id))
+        .filter(|a| a.outcome.may_have_unknown_app())
         .collect();
-    match matches.as_slice() {
-        [one] if rivals == 0 => Recovery::Adopt(one.clone()),
-        [] => {
-            let waited = now.duration_since(marker.started_at.0);
-            if waited >= SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX) {
-                Recovery::Resubmit
-            } else {
-                Recovery::Wait
-            }
+    let Some(earliest) = open.iter().map(|a| a.started_at.0).min() else {
+        return Vec::new();
+    };
+    let not_before = earliest - CLOCK_SLACK;
+    let known: HashSet<&str> = context
+        .attempts
+        .iter()
+        .filter_map(|a| a.id.as_deref())
+        .collect();
+    let named_by_an_attempt = |name: &str| {
+        open.iter().any(|a| {
+            name.strip_prefix(a.name_prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+    };
+    listed
+        .iter()
+        .filter(|app| app.name.as_deref().is_some_and(named_by_an_attempt))
+        .filter(|app| app.started_at.is_some_and(|started| started >= not_before))
+        // A killed app is never this AiApp's to adopt: the operator kills only apps it
+        // knows, and a person's kill ended it for good.
+        .filter(|app| app.state.as_deref() != Some("KILLED"))
+        .filter(|app| {
+            !(app.is_terminal() && app.finished_at.is_some_and(|ended| ended < not_before))
+        })
+        .filter_map(|app| app.id.clone())
+        .filter(|id| !context.claimed.contains(id) && !known.contains(id.as_str()))
+        .collect()
+}
+
+/// Looks for the current attempt's app in `listed` (see [`candidates`]).
+pub fn recover(context: &RecoveryContext<'_>, listed: &[AppSummary]) -> Recovery {
+    let Some(current) = context.attempts.last() else {
+        return Recovery::Wait;
+    };
+    let grace = SignedDuration::try_from(context.grace).unwrap_or(SignedDuration::MAX);
+    let grace_over = context.listed_at.duration_since(current.started_at.0) >= grace;
+    // When an earlier attempt may also have made an app, a match may be that one while
+    // this attempt's own is not listed yet, or still to come: no guessing then.
+    let others_open = context.attempts[..context.attempts.len() - 1]
+        .iter()
+        .any(|a| a.outcome.may_have_unknown_app());
+    let found = candidates(context, listed);
+    match found.as_slice() {
+        [one] if context.rivals == 0 && !others_open => Recovery::Adopt(one.clone()),
+        [_] if context.rivals == 0 && !grace_over => Recovery::Wait,
+        [] if !grace_over => Recovery::Wait,
+        [] if attempts::automatic_resubmits(context.attempts) < context.max_automatic_resubmits => {
+            Recovery::Resubmit
         }
-        _ => Recovery::Ambiguous(matches),
+        [] => Recovery::Exhausted,
+        _ => Recovery::Ambiguous(found),
     }
 }
 
@@ -160,182 +210,5 @@ pub fn next_poll_interval(
     match previous {
         None => min,
         Some(previous) => previous.saturating_mul(2).clamp(min, ceiling.max(min)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crd::{AiAppSpec, AiAppStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn app(status: Option<AiAppStatus>, annotations: &[(&str, &str)]) -> AiApp {
-        let spec: AiAppSpec = serde_json::from_value(serde_json::json!({
-            "aiWorkspaceId": "ws", "docker": {"image": "i", "command": "c"},
-        }))
-        .unwrap();
-        let mut app = AiApp::new("train", spec);
-        app.status = status;
-        app.metadata.annotations = Some(
-            annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        app
-    }
-
-    fn at(seconds: i64) -> Timestamp {
-        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-    }
-
-    fn marker(attempt: i32) -> SubmissionMarker {
-        SubmissionMarker {
-            attempt,
-            started_at: Time(at(0)),
-            name_prefix: "tra1x2y3".into(),
-        }
-    }
-
-    fn status(phase: Phase, id: Option<&str>, submission: Option<SubmissionMarker>) -> AiAppStatus {
-        AiAppStatus {
-            phase: Some(phase),
-            id: id.map(str::to_owned),
-            submission,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_next_step_follows_the_reconcile_order() {
-        let table = [
-            (app(None, &[]), Step::Submit { attempt: 1 }),
-            (app(None, &[(PAUSED_ANNOTATION, "true")]), Step::Paused),
-            (
-                app(None, &[(PAUSED_ANNOTATION, "false")]),
-                Step::Submit { attempt: 1 },
-            ),
-            (
-                app(Some(status(Phase::Submitting, None, Some(marker(1)))), &[]),
-                Step::Recover(marker(1)),
-            ),
-            (
-                app(
-                    Some(status(Phase::Running, Some("abc"), Some(marker(1)))),
-                    &[],
-                ),
-                Step::Poll("abc".into()),
-            ),
-            (
-                app(
-                    Some(status(Phase::Succeeded, Some("abc"), None)),
-                    &[(PAUSED_ANNOTATION, "true")],
-                ),
-                Step::Done,
-            ),
-            (
-                app(Some(status(Phase::Killed, Some("abc"), None)), &[]),
-                Step::Done,
-            ),
-            (
-                app(None, &[(ADOPT_ID_ANNOTATION, "dN2vdAwrCMZdUzGKKiFy6Z")]),
-                Step::Adopt("dN2vdAwrCMZdUzGKKiFy6Z".into()),
-            ),
-            (
-                app(None, &[(ADOPT_ID_ANNOTATION, "not an id!")]),
-                Step::Refused {
-                    reason: "InvalidAnnotation",
-                    message: "dataforest.dev/adopt-id \"not an id!\" is not a Data Forest app id (Base62, at \
-                              most 22 characters); nothing is submitted until it is fixed or removed"
-                        .into(),
-                },
-            ),
-            (
-                app(Some(status(Phase::Unknown, None, Some(marker(1)))), &[]),
-                Step::AwaitPerson,
-            ),
-            (
-                app(
-                    Some(status(Phase::Unknown, None, Some(marker(1)))),
-                    &[(RESUBMIT_ANNOTATION, "1")],
-                ),
-                Step::Submit { attempt: 2 },
-            ),
-            (
-                app(
-                    Some(status(Phase::Unknown, None, Some(marker(2)))),
-                    &[(RESUBMIT_ANNOTATION, "1")],
-                ),
-                Step::AwaitPerson,
-            ),
-        ];
-        for (app, step) in table {
-            assert_eq!(
-                next_step(&app),
-                step,
-                "{:?} {:?}",
-                app.status,
-                app.metadata.annotations
-            );
-        }
-    }
-
-    fn listed(id: &str, name: &str, started: i64) -> AppSummary {
-        AppSummary {
-            id: Some(id.into()),
-            name: Some(name.into()),
-            started_at: Some(at(started)),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn recovery_adopts_one_match_waits_then_resubmits_on_none_and_stops_on_two() {
-        let grace = Duration::from_secs(30);
-        let none = HashSet::new();
-        let mine = listed("a1", "tra1x2y3-abcd-efgh", 1);
-        let other_prefix = listed("b1", "tra1x2y4-abcd-efgh", 1);
-        let too_old = listed("c1", "tra1x2y3-zzzz-zzzz", -3600);
-        let twin = listed("d1", "tra1x2y3-wxyz-wxyz", 2);
-
-        let recover_now = |listed: &[AppSummary], claimed: &HashSet<String>, rivals: usize| {
-            recover(&marker(1), listed, claimed, rivals, at(5), grace)
-        };
-        let all = [mine.clone(), other_prefix.clone(), too_old.clone()];
-        assert_eq!(recover_now(&all, &none, 0), Recovery::Adopt("a1".into()));
-        let others = [other_prefix.clone()];
-        assert_eq!(recover_now(&others, &none, 0), Recovery::Wait);
-        assert_eq!(
-            recover(&marker(1), &others, &none, 0, at(31), grace),
-            Recovery::Resubmit
-        );
-        let both = [mine.clone(), twin.clone()];
-        assert_eq!(
-            recover_now(&both, &none, 0),
-            Recovery::Ambiguous(vec!["a1".into(), "d1".into()])
-        );
-        let claimed: HashSet<String> = ["d1".to_owned()].into();
-        assert_eq!(
-            recover_now(&both, &claimed, 0),
-            Recovery::Adopt("a1".into())
-        );
-        // Another AiApp with the same prefix still looks for its app: one match may be its.
-        assert_eq!(
-            recover_now(&[mine], &none, 1),
-            Recovery::Ambiguous(vec!["a1".into()])
-        );
-    }
-
-    #[test]
-    fn polls_back_off_from_the_minimum_to_the_ceiling() {
-        let (min, ceiling) = (Duration::from_secs(1), Duration::from_secs(5));
-        let mut seen = vec![];
-        let mut interval = None;
-        for _ in 0..5 {
-            let next = next_poll_interval(interval, min, ceiling);
-            seen.push(next.as_secs());
-            interval = Some(next);
-        }
-        assert_eq!(seen, [1, 2, 4, 5, 5]);
     }
 }

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::controller::{self, ControllerConfig, Runtime};
 use crate::crd::AiApp;
 use crate::credentials::CredentialsPolicy;
+use crate::dataforest::budget::Budget;
 use crate::dataforest::{DEFAULT_ENDPOINT, RetryPolicy};
 use crate::health::{self, Health};
 use crate::leader::{LeaderElector, LeaseConfig};
@@ -42,6 +43,13 @@ pub struct RunArgs {
     /// How long an app may take to show in getList after a submit whose answer was lost.
     #[arg(long, env = "RECOVERY_GRACE", value_parser = parse_duration, default_value = "2m")]
     pub recovery_grace: Duration,
+    /// How many times recovery submits again on its own after no app was listed within the
+    /// grace; past that the AiApp goes to phase Unknown and a person decides.
+    #[arg(long, env = "MAX_AUTOMATIC_RESUBMITS", default_value_t = 1)]
+    pub max_automatic_resubmits: usize,
+    /// Data Forest calls per second per access key (also the burst); a 429 slows the key.
+    #[arg(long, env = "API_RATE_LIMIT", default_value_t = 200.0)]
+    pub api_rate_limit: f64,
     /// How long getDetail may answer "not found" for a known app before phase Unknown.
     #[arg(long, env = "NOT_FOUND_GRACE", value_parser = parse_duration, default_value = "1m")]
     pub not_found_grace: Duration,
@@ -93,10 +101,22 @@ impl RunArgs {
                 self.poll_min, self.poll_ceiling
             ));
         }
+        if !(self.api_rate_limit.is_finite() && self.api_rate_limit > 0.0) {
+            return Err(format!(
+                "--api-rate-limit must be a positive number of calls per second, got {}",
+                self.api_rate_limit
+            ));
+        }
         if self.concurrency == 0 {
             return Err("--concurrency must be at least 1".to_owned());
         }
-        Ok(())
+        self.credentials_policy().map(drop)
+    }
+
+    /// `--endpoint` and `--allowed-endpoints`, parsed once: a Secret's endpoint is then
+    /// checked against parsed URLs in one place.
+    pub fn credentials_policy(&self) -> Result<CredentialsPolicy, String> {
+        CredentialsPolicy::new(&self.endpoint, &self.allowed_endpoints)
     }
 
     /// The namespaces to watch, as written but without blanks; empty means all.
@@ -120,33 +140,45 @@ impl RunArgs {
         })
     }
 
-    /// The controller's settings from the flags.
-    pub fn controller_config(&self) -> ControllerConfig {
-        ControllerConfig {
-            credentials: CredentialsPolicy {
-                endpoint: Some(self.endpoint.clone()),
-                allowed_endpoints: self.allowed_endpoints.clone(),
-            },
+    /// The controller's settings from the flags, once [`RunArgs::validate`] passed.
+    pub fn controller_config(&self) -> Result<ControllerConfig, String> {
+        Ok(ControllerConfig {
+            credentials: self.credentials_policy()?,
             namespaces: self.watched_namespaces(),
             poll_min: self.poll_min,
             poll_ceiling: self.poll_ceiling,
             recovery_grace: self.recovery_grace,
+            max_automatic_resubmits: self.max_automatic_resubmits,
+            api_budget: Budget {
+                per_second: self.api_rate_limit,
+                burst: self.api_rate_limit.max(1.0),
+            },
             not_found_grace: self.not_found_grace,
             deletion_bound: self.deletion_timeout,
             api_timeout: self.api_timeout,
             api_retry: RetryPolicy::default(),
             concurrency: self.concurrency,
             instance: self.identity(),
-        }
+        })
     }
 }
 
 /// Runs the operator; exit status 1 when it lost its lease or could not start.
 pub fn run(args: &RunArgs) -> ExitCode {
-    if let Err(problem) = args.validate() {
-        eprintln!("dataforest-operator run: {problem}");
-        return ExitCode::from(2);
-    }
+    let config = match args.validate().and_then(|()| args.controller_config()) {
+        Ok(config) => {
+            if !config.credentials.default_endpoint_allowed() {
+                // Not fatal: AiApps whose Secret names an allowed endpoint still run.
+                warn!(endpoint = %args.endpoint,
+                    "--endpoint is not on --allowed-endpoints: AiApps whose Secret names no endpoint will wait");
+            }
+            config
+        }
+        Err(problem) => {
+            eprintln!("dataforest-operator run: {problem}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -154,7 +186,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(operate(args.clone())) {
+    match runtime.block_on(operate(args.clone(), config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error!("{error:#}");
@@ -163,7 +195,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
 }
 
-async fn operate(args: RunArgs) -> anyhow::Result<()> {
+async fn operate(args: RunArgs, config: ControllerConfig) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to Kubernetes")?;
@@ -183,7 +215,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         },
     ));
 
-    let outcome = lead_and_reconcile(&args, client, metrics, health).await;
+    let outcome = lead_and_reconcile(&args, config, client, metrics, health).await;
     let _ = stop_server.send(());
     let _ = server.await;
     outcome
@@ -191,6 +223,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
 
 async fn lead_and_reconcile(
     args: &RunArgs,
+    config: ControllerConfig,
     client: Client,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -229,7 +262,7 @@ async fn lead_and_reconcile(
         leadership: Some(leadership.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let reconciling = controller::run(runtime, args.controller_config(), async {
+    let reconciling = controller::run(runtime, config, async {
         let _ = stopped.await;
     });
     tokio::pin!(reconciling);

@@ -1,165 +1,311 @@
-//! Deletion of an AiApp: with `deletionPolicy: Kill`, kill a live app and wait until
-//! Data Forest shows it ended, within a bound; then release the finalizer.
+//! Deletion of an AiApp: with `deletionPolicy: Kill`, kill every live app that is this
+//! AiApp's and wait until Data Forest shows each ended, within a bound; then release the
+//! finalizer. An AiApp deleted before its app id was known first finds its app; one in
+//! Unknown kills the candidates that are certainly its own and names the others.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
+use tokio::time::Instant;
 use tracing::warn;
 
+use super::effect::{Effects, current};
+use super::listing::ListingKey;
 use super::{Context, Error, Result};
-use crate::crd::{AiApp, DeletionPolicy};
-use crate::plan::{self, Recovery};
+use crate::crd::{AiApp, AiAppStatus, DeletionPolicy, Phase};
+use crate::dataforest::{DataForestApi, name_prefix};
+use crate::plan::{self, RecoveryContext};
+use crate::transition::Note;
 
-pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, _api: &Api<AiApp>) -> Result<Action> {
-    let key = ObjectRef::from_obj(app.as_ref());
-    let status = app.status.clone().unwrap_or_default();
+/// Kill is sent again this long after the last one while the app still shows live.
+const KILL_AGAIN_AFTER: Duration = Duration::from_secs(30);
+
+pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) -> Result<Action> {
+    let uid = app.metadata.uid.clone().unwrap_or_default();
+    let effects = Effects {
+        ctx,
+        api,
+        uid: uid.clone(),
+        fingerprint: None,
+    };
+    let status = current(&app);
+    let answered = ctx.memory.get(&uid).unwritten.and_then(|u| u.response.id);
+    let id = status.id.clone().or(answered);
+    let open = status
+        .attempts
+        .iter()
+        .any(|a| a.id.is_none() && a.outcome.may_have_unknown_app());
+    let live = !status.phase.is_some_and(Phase::is_terminal);
     let released = || {
-        ctx.forget(&key);
+        ctx.memory.forget(&uid);
         Ok(Action::await_change())
     };
-    let live = !status.phase.is_some_and(|phase| phase.is_terminal());
+    if !live || (id.is_none() && !open) {
+        return released();
+    }
     if app.spec.deletion_policy == DeletionPolicy::Orphan {
-        if let (Some(id), true) = (&status.id, live) {
-            let note = format!("left app {id} running on Data Forest (deletionPolicy Orphan)");
-            ctx.event(&app, EventType::Normal, "Orphaned", note).await;
-        }
+        let what = id
+            .clone()
+            .unwrap_or_else(|| "of this AiApp (its id was never known)".to_owned());
+        let note = Note::normal(
+            "Orphaned",
+            format!("left app {what} running on Data Forest (deletionPolicy Orphan)"),
+        );
+        effects.publish(&app, &note).await;
         return released();
     }
-    if !live || (status.id.is_none() && status.submission.is_none()) {
-        return released();
-    }
-    let what = status
-        .id
-        .clone()
-        .or_else(|| {
-            status
-                .submission
-                .as_ref()
-                .map(|m| format!("with name prefix {}", m.name_prefix))
-        })
-        .unwrap_or_default();
-
+    let what = id.clone().unwrap_or_else(|| prefixes_of(&status));
     // The Secret may be gone already (a namespace deletion removes both): fall back to
     // the last credentials that worked for this AiApp.
     let resolved = match super::apply::resolve_credentials(&app, ctx).await {
         Ok(resolved) => Some(resolved),
-        Err(_) => ctx.remembered_credentials(&key),
+        Err(_) => ctx.memory.get(&uid).credentials,
     };
     let Some(resolved) = resolved else {
-        let note =
-            format!("released without killing app {what}: no credentials to call Data Forest with");
-        ctx.event(&app, EventType::Warning, "KillSkipped", note)
+        let note = format!(
+            "released without killing app {what}: no credentials to call Data Forest with; find it with \
+             `dataforest-operator apps list --prefix <prefix>` and kill it with `dataforest-operator apps kill <id> --yes`"
+        );
+        effects
+            .publish(&app, &Note::warning("KillSkipped", note))
             .await;
         return released();
     };
-    // The bound is checked only after a kill was tried (below), so an operator that
-    // was down for longer than the bound still kills before it gives up.
+    // The bound is checked only after a kill was tried, so an operator that was down for
+    // longer than the bound still kills before it gives up.
     let timed_out = past_bound(&app, ctx.config.deletion_bound);
     let dataforest = ctx.dataforest(&resolved)?;
-
-    let id = match status.id.clone() {
-        Some(id) => id,
-        // Deleted while Submitting: find the app first, or it would run on unowned.
+    let (to_end, left) = match id {
+        Some(id) => (vec![id], Vec::new()),
         None => {
-            let marker = status
-                .submission
-                .clone()
-                .unwrap_or_else(|| unreachable!("checked above"));
-            let Some(account_id) = resolved.account_id.as_deref() else {
+            let Some(account_id) = resolved.account_id.clone() else {
                 let note = format!(
                     "released without killing app {what}: the Secret has no accountId to look it up"
                 );
-                ctx.event(&app, EventType::Warning, "KillSkipped", note)
+                effects
+                    .publish(&app, &Note::warning("KillSkipped", note))
                     .await;
                 return released();
             };
-            let listed = match dataforest.list(account_id).await {
-                Ok(listed) => listed,
-                Err(error) if timed_out => {
-                    warn!(aiapp = %key, %error, "listing apps to find the one to kill");
-                    return give_up(&app, ctx, &key, &what).await;
-                }
-                Err(error) => {
-                    warn!(aiapp = %key, %error, "listing apps to find the one to kill");
-                    return Err(Error::AwaitingKill { id: what });
-                }
+            let key = ListingKey {
+                endpoint: resolved.endpoint.clone(),
+                access_key: resolved.credentials.access_key.clone(),
+                account_id,
             };
-            let claimed = ctx.claimed_ids(&key);
-            let rivals = ctx.rivals(&key, &marker.name_prefix);
-            match plan::recover(
-                &marker,
-                &listed,
-                &claimed,
-                rivals,
-                Timestamp::now(),
-                ctx.config.recovery_grace,
-            ) {
-                Recovery::Adopt(id) => id,
-                Recovery::Wait if timed_out => return give_up(&app, ctx, &key, &what).await,
-                Recovery::Wait => return Err(Error::AwaitingKill { id: what }),
-                Recovery::Resubmit => return released(),
-                Recovery::Ambiguous(ids) => {
-                    let note = format!(
-                        "released without killing: apps {} all match {what}",
-                        ids.join(", ")
-                    );
-                    ctx.event(&app, EventType::Warning, "KillSkipped", note)
-                        .await;
-                    return released();
-                }
+            match find_apps(&app, &status, ctx, dataforest.as_ref(), key).await {
+                Found::Apps { to_end, left } => (to_end, left),
+                Found::NotYet if timed_out => return give_up(&app, &effects, &what).await,
+                Found::NotYet => return Err(Error::AwaitingKill { id: what }),
+                Found::Nothing => return released(),
             }
         }
     };
+    let pending = end_each(&app, &effects, dataforest.as_ref(), &to_end).await;
+    if !pending.is_empty() {
+        if timed_out {
+            return give_up(&app, &effects, &pending.join(", ")).await;
+        }
+        return Err(Error::AwaitingKill {
+            id: pending.join(", "),
+        });
+    }
+    if status.phase == Some(Phase::Unknown) || !left.is_empty() {
+        say_what_was_done(&app, &effects, &status, &to_end, &left).await?;
+    }
+    released()
+}
 
-    match dataforest.get_detail(&id).await {
-        Err(error) if error.is_not_found() => released(),
-        Ok(detail) if detail.is_terminal() => released(),
-        Ok(_live) => {
-            // The app is live (terminal states released above). Kill it, and again only
-            // now and then: Data Forest may take a while to show a killed app ended.
-            if ctx.kill_due(&key) {
-                match dataforest.kill(&id).await {
-                    Ok(_) => {
-                        let note = format!("killing app {id} before the AiApp goes");
-                        ctx.event(&app, EventType::Normal, "Killing", note).await;
-                    }
-                    Err(error) if error.is_not_found() => return released(),
-                    Err(error) => {
-                        warn!(aiapp = %key, %error, app_id = %id, "kill failed; retrying")
-                    }
-                }
-            }
-            if timed_out {
-                return give_up(&app, ctx, &key, &id).await;
-            }
-            Err(Error::AwaitingKill { id })
+/// Apps found for an AiApp deleted before its app id was known.
+enum Found {
+    Apps {
+        to_end: Vec<String>,
+        left: Vec<String>,
+    },
+    /// Nothing listed yet, within the grace: a new app can take a while to show.
+    NotYet,
+    /// Nothing listed after the grace: no app was made.
+    Nothing,
+}
+
+async fn find_apps(
+    app: &AiApp,
+    status: &AiAppStatus,
+    ctx: &Context,
+    api: &dyn DataForestApi,
+    key: ListingKey,
+) -> Found {
+    let listing = ctx.listings.list(key, api).await;
+    let Ok(apps) = &listing.apps else {
+        return Found::NotYet;
+    };
+    let uid = app.metadata.uid.as_deref().unwrap_or_default();
+    let claimed = ctx.claimed_ids(uid);
+    let prefixes: HashSet<&str> = status
+        .attempts
+        .iter()
+        .map(|a| a.name_prefix.as_str())
+        .collect();
+    let rivals = ctx.rivals(uid, &prefixes);
+    let context = RecoveryContext {
+        attempts: &status.attempts,
+        claimed: &claimed,
+        rivals,
+        listed_at: listing.listed_at,
+        grace: ctx.config.recovery_grace,
+        max_automatic_resubmits: 0,
+    };
+    let found = plan::candidates(&context, apps);
+    if found.is_empty() {
+        let grace =
+            SignedDuration::try_from(ctx.config.recovery_grace).unwrap_or(SignedDuration::MAX);
+        let latest = status.attempts.last().map(|a| a.started_at.0);
+        let grace_over = latest.is_none_or(|at| listing.listed_at.duration_since(at) >= grace);
+        return if grace_over {
+            Found::Nothing
+        } else {
+            Found::NotYet
+        };
+    }
+    // Certainly this AiApp's: every prefix it used is derived from its uid, and no other
+    // AiApp looks for an app under it.
+    let derived = name_prefix::derive(&app.name_any(), Some(uid));
+    let certain = rivals == 0 && status.attempts.iter().all(|a| a.name_prefix == derived);
+    let single = found.len() == 1 && rivals == 0;
+    if certain || single {
+        Found::Apps {
+            to_end: found,
+            left: Vec::new(),
         }
-        Err(error) if timed_out => {
-            warn!(aiapp = %key, %error, app_id = %id, "reading the app before killing it");
-            give_up(&app, ctx, &key, &id).await
-        }
-        Err(error) => {
-            warn!(aiapp = %key, %error, app_id = %id, "reading the app before killing it");
-            Err(Error::AwaitingKill { id })
+    } else {
+        Found::Apps {
+            to_end: Vec::new(),
+            left: found,
         }
     }
 }
 
-/// Releases the AiApp past the deletion bound, with a Warning naming the app.
-async fn give_up(app: &AiApp, ctx: &Context, key: &ObjectRef<AiApp>, id: &str) -> Result<Action> {
+/// Kills each live app (again every [`KILL_AGAIN_AFTER`] while it shows live); returns
+/// the ids that have not ended yet. "Not found" and "already ended" count as ended.
+async fn end_each(
+    app: &AiApp,
+    effects: &Effects<'_>,
+    api: &dyn DataForestApi,
+    ids: &[String],
+) -> Vec<String> {
+    let mut pending = Vec::new();
+    for id in ids {
+        match api.get_detail(id).await {
+            Err(error) if error.is_not_found() => {}
+            Ok(detail) if detail.is_terminal() => {}
+            Ok(_live) => {
+                if kill_due(effects, id) {
+                    match api.kill(id).await {
+                        Ok(_) => {
+                            let note = Note::normal(
+                                "Killing",
+                                format!("killing app {id} before the AiApp goes"),
+                            );
+                            effects.publish(app, &note).await;
+                            pending.push(id.clone());
+                        }
+                        Err(error) if error.is_not_found() => {}
+                        Err(error) => {
+                            warn!(aiapp = %app.name_any(), %error, app_id = %id, "kill failed; retrying");
+                            pending.push(id.clone());
+                        }
+                    }
+                } else {
+                    pending.push(id.clone());
+                }
+            }
+            Err(error) => {
+                warn!(aiapp = %app.name_any(), %error, app_id = %id, "reading the app before killing it");
+                pending.push(id.clone());
+            }
+        }
+    }
+    pending
+}
+
+/// Whether kill should be sent for `id` now: the first time, or again after a while.
+fn kill_due(effects: &Effects<'_>, id: &str) -> bool {
+    let now = Instant::now();
+    effects
+        .ctx
+        .memory
+        .update(&effects.uid, |m| match m.kills_sent.get(id) {
+            Some(last) if now.duration_since(*last) < KILL_AGAIN_AFTER => false,
+            _ => {
+                m.kills_sent.insert(id.to_owned(), now);
+                true
+            }
+        })
+}
+
+/// An AiApp in Unknown, or one whose apps could not all be told apart: its status and a
+/// Warning say what deletion killed and what it left running, before it goes.
+async fn say_what_was_done(
+    app: &AiApp,
+    effects: &Effects<'_>,
+    status: &AiAppStatus,
+    killed: &[String],
+    left: &[String],
+) -> Result<()> {
+    let mut said = Vec::new();
+    if !killed.is_empty() {
+        said.push(format!("killed app(s) {}", killed.join(", ")));
+    }
+    if !left.is_empty() {
+        said.push(format!(
+            "left app(s) {} running: their name prefix may be another AiApp's; kill each with \
+             `dataforest-operator apps kill <id> --yes` if it is this one's",
+            left.join(", ")
+        ));
+    }
+    if said.is_empty() {
+        said.push("no app of this AiApp was found on Data Forest".to_owned());
+    }
+    let message = format!("deleted: {}", said.join("; "));
+    let mut written = status.clone();
+    written.message = Some(message.clone());
+    effects.write(app, &written).await?;
+    let note = if left.is_empty() {
+        Note::normal("Deleted", message)
+    } else {
+        Note::warning("LeftRunning", message)
+    };
+    effects.publish(app, &note).await;
+    Ok(())
+}
+
+/// Releases the AiApp past the deletion bound, with a Warning naming the app(s).
+async fn give_up(app: &AiApp, effects: &Effects<'_>, what: &str) -> Result<Action> {
     let note = format!(
-        "released after waiting {:?} for app {id} to end; it may still run on Data Forest",
-        ctx.config.deletion_bound
+        "released after waiting {} for app {what} to end; it may still run on Data Forest (see it with \
+         `dataforest-operator apps get <id>`)",
+        dataforest_common::duration::display(effects.ctx.config.deletion_bound)
     );
-    ctx.event(app, EventType::Warning, "KillTimedOut", note)
+    effects
+        .publish(app, &Note::warning("KillTimedOut", note))
         .await;
-    ctx.forget(key);
+    effects.ctx.memory.forget(&effects.uid);
     Ok(Action::await_change())
+}
+
+/// The name prefixes of the attempts that may have an app nobody knows the id of.
+fn prefixes_of(status: &AiAppStatus) -> String {
+    let prefixes: Vec<&str> = status
+        .attempts
+        .iter()
+        .filter(|a| a.outcome.may_have_unknown_app())
+        .map(|a| a.name_prefix.as_str())
+        .collect();
+    format!("with name prefix {}", prefixes.join(" or "))
 }
 
 fn past_bound(app: &AiApp, bound: Duration) -> bool {

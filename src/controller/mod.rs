@@ -1,21 +1,28 @@
 //! The AiApp controller: Context, `run`, `reconcile` through the finalizer helper, and
-//! `error_policy`. The steps themselves live in `apply` (submit, recover, poll) and
-//! `cleanup` (deletion).
+//! `error_policy`. What to do is decided by pure code (`plan`, `transition`); the steps
+//! that call Data Forest live in `apply` (submit, adopt), `recover` and `poll`; deletion in
+//! `cleanup`; and `effect` is the one place that writes status and Events.
 
 mod apply;
 mod cleanup;
+mod effect;
+mod keys;
+mod listing;
+mod memory;
+mod poll;
+mod recover;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -24,12 +31,21 @@ use tracing::{info, warn};
 
 use crate::crd::{AiApp, AiAppStatus, FIELD_MANAGER, FINALIZER};
 use crate::credentials::{CredentialsPolicy, ResolvedCredentials};
+use crate::dataforest::budget::{Budget, Budgets};
 use crate::dataforest::{ClientConfig, DataForestApi, DataForestClient, RetryPolicy};
 use crate::leader::Leadership;
 use crate::metrics::{InstrumentedApi, Metrics};
 
+use keys::Refusals;
+use listing::Listings;
+use memory::Memory;
+
 /// How much longer than one API call the lease must stay valid before a submit.
 pub const SUBMIT_MARGIN: Duration = Duration::from_secs(1);
+
+/// Bound on every Kubernetes call a reconcile makes (watches aside): a hung apiserver
+/// must not hold a reconcile, or a leader's submit, for ever.
+pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the controller; `run`'s flags fill them.
 #[derive(Clone, Debug)]
@@ -45,6 +61,9 @@ pub struct ControllerConfig {
     /// After a submit whose answer was lost, how long a missing app may take to be listed
     /// before the operator concludes none was created.
     pub recovery_grace: Duration,
+    /// How many times recovery submits again on its own after finding nothing; past that,
+    /// phase Unknown and a person decides.
+    pub max_automatic_resubmits: usize,
     /// How long getDetail may answer "not found" for a known id before phase Unknown.
     pub not_found_grace: Duration,
     /// How long deletion waits for a killed app to end before releasing the finalizer.
@@ -52,6 +71,8 @@ pub struct ControllerConfig {
     /// Timeout and retries of each API call.
     pub api_timeout: Duration,
     pub api_retry: RetryPolicy,
+    /// Calls per second per access key.
+    pub api_budget: Budget,
     /// Reconciles running at once.
     pub concurrency: u16,
     /// Name of this instance in Events (the pod name).
@@ -66,10 +87,12 @@ impl Default for ControllerConfig {
             poll_min: Duration::from_secs(2),
             poll_ceiling: Duration::from_secs(60),
             recovery_grace: Duration::from_secs(120),
+            max_automatic_resubmits: 1,
             not_found_grace: Duration::from_secs(60),
             deletion_bound: Duration::from_secs(600),
             api_timeout: Duration::from_secs(10),
             api_retry: RetryPolicy::default(),
+            api_budget: Budget::default(),
             concurrency: 8,
             instance: "dataforest-operator".to_owned(),
         }
@@ -77,11 +100,16 @@ impl Default for ControllerConfig {
 }
 
 /// Errors of one reconcile. Permanent API answers are not errors: they park the AiApp on
-/// a condition (see `apply`).
+/// a condition (see `effect`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("the Kubernetes API did not answer within {KUBE_CALL_TIMEOUT:?}")]
+    KubeTimeout,
+    /// A status write found the AiApp changed since it was read: re-read and re-plan.
+    #[error("the AiApp changed since it was read")]
+    Conflict,
     #[error("could not build the Data Forest client: {0}")]
     Client(#[from] crate::dataforest::ClientBuildError),
     /// Deletion waits for Data Forest to show the killed app ended; not a failure.
@@ -96,6 +124,8 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Kube(_) => "Kubernetes",
+            Error::KubeTimeout => "KubernetesTimeout",
+            Error::Conflict => "Conflict",
             Error::Client(_) => "ClientBuild",
             Error::AwaitingKill { .. } => "AwaitingKill",
             Error::Finalizer(error) => match error.as_ref() {
@@ -109,26 +139,14 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What the operator remembers about one AiApp between reconciles, in memory only: a
-/// restart loses it and costs at most one extra API call per AiApp.
-#[derive(Clone, Debug)]
-struct Gate {
-    /// No API call for this AiApp before this instant...
-    not_before: Instant,
-    /// ...or at all, while parked on a permanent error or a question for a person...
-    parked: bool,
-    /// ...unless the AiApp or its Secret changed since.
-    fingerprint: Fingerprint,
-    /// The last poll interval, for the back-off.
-    poll_interval: Option<Duration>,
-}
-
-/// What a person can change to wake a parked AiApp.
-#[derive(Clone, Debug, PartialEq)]
-struct Fingerprint {
-    generation: Option<i64>,
-    annotations: BTreeMap<String, String>,
-    secret_version: Option<String>,
+/// Runs one Kubernetes call within [`KUBE_CALL_TIMEOUT`].
+pub(crate) async fn bounded<T>(call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
+    match tokio::time::timeout(KUBE_CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(kube::Error::Api(response))) if response.code == 409 => Err(Error::Conflict),
+        Ok(Err(error)) => Err(Error::Kube(error)),
+        Err(_) => Err(Error::KubeTimeout),
+    }
 }
 
 /// What `run` needs besides the configuration.
@@ -149,19 +167,15 @@ pub struct Context {
     http: reqwest::Client,
     recorder: Recorder,
     store: Store<AiApp>,
-    gates: Mutex<HashMap<ObjectRef<AiApp>, Gate>>,
-    /// Last credentials that worked per AiApp, so deletion can kill an app after its
-    /// Secret is gone (a namespace deletion removes both at once).
-    last_credentials: Mutex<HashMap<ObjectRef<AiApp>, ResolvedCredentials>>,
-    /// When getDetail began answering "not found" for an AiApp's app, for the grace
-    /// period; a restart starts the grace again, which errs on the side of waiting.
-    not_found_since: Mutex<HashMap<ObjectRef<AiApp>, Timestamp>>,
-    /// When deletion last sent kill for an AiApp's app.
-    kills_sent: Mutex<HashMap<ObjectRef<AiApp>, Instant>>,
+    memory: Memory,
+    budgets: Arc<Budgets>,
+    refusals: Refusals,
+    listings: Listings,
 }
 
 impl Context {
-    /// A Data Forest client for these credentials, sharing the connection pool.
+    /// A Data Forest client for these credentials, sharing the connection pool and the
+    /// key's budget.
     fn dataforest(&self, resolved: &ResolvedCredentials) -> Result<Arc<dyn DataForestApi>> {
         let config = ClientConfig {
             endpoint: resolved.endpoint.clone(),
@@ -173,7 +187,8 @@ impl Context {
             self.http.clone(),
             config,
             resolved.credentials.clone(),
-        )?;
+        )?
+        .with_budget(self.budgets.for_key(&resolved.credentials.access_key));
         Ok(Arc::new(InstrumentedApi::new(
             Arc::new(client),
             self.metrics.clone(),
@@ -188,143 +203,54 @@ impl Context {
         })
     }
 
-    fn gate(&self, key: &ObjectRef<AiApp>) -> Option<Gate> {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    fn set_gate(&self, key: ObjectRef<AiApp>, gate: Gate) {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, gate);
-    }
-
-    fn forget_gate(&self, key: &ObjectRef<AiApp>) {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    /// When "not found" began for this AiApp's app (now, if this is the first).
-    fn not_found_since(&self, key: &ObjectRef<AiApp>, now: Timestamp) -> Timestamp {
-        *self
-            .not_found_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.clone())
-            .or_insert(now)
-    }
-
-    fn found(&self, key: &ObjectRef<AiApp>) {
-        self.not_found_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    /// Whether deletion should send kill now: first time, or again after a while.
-    fn kill_due(&self, key: &ObjectRef<AiApp>) -> bool {
-        const KILL_AGAIN_AFTER: Duration = Duration::from_secs(30);
-        let mut sent = self.kills_sent.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match sent.get(key) {
-            Some(last) if now.duration_since(*last) < KILL_AGAIN_AFTER => false,
-            _ => {
-                sent.insert(key.clone(), now);
-                true
-            }
-        }
-    }
-
-    fn forget(&self, key: &ObjectRef<AiApp>) {
-        self.found(key);
-        self.kills_sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        self.last_credentials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    fn remember_credentials(&self, key: ObjectRef<AiApp>, resolved: ResolvedCredentials) {
-        self.last_credentials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, resolved);
-    }
-
-    fn remembered_credentials(&self, key: &ObjectRef<AiApp>) -> Option<ResolvedCredentials> {
-        self.last_credentials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    /// App ids that other AiApps already hold; recovery never adopts one of them.
-    fn claimed_ids(&self, except: &ObjectRef<AiApp>) -> std::collections::HashSet<String> {
-        self.store
-            .state()
-            .iter()
-            .filter(|app| &ObjectRef::from_obj(app.as_ref()) != except)
-            .filter_map(|app| app.status.as_ref().and_then(|s| s.id.clone()))
+    /// App ids that other AiApps hold or recorded; recovery never adopts one of them.
+    fn claimed_ids(&self, except_uid: &str) -> HashSet<String> {
+        self.others(except_uid)
+            .flat_map(|status| {
+                let recorded = status.attempts.iter().filter_map(|a| a.id.clone());
+                status
+                    .id
+                    .clone()
+                    .into_iter()
+                    .chain(recorded)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
-    /// Other AiApps that recorded `prefix` in their marker and have no app id yet.
-    fn rivals(&self, except: &ObjectRef<AiApp>, prefix: &str) -> usize {
-        self.store
-            .state()
-            .iter()
-            .filter(|app| &ObjectRef::from_obj(app.as_ref()) != except)
-            .filter_map(|app| app.status.as_ref())
+    /// Other AiApps that still look for an app under one of `prefixes`.
+    fn rivals(&self, except_uid: &str, prefixes: &HashSet<&str>) -> usize {
+        self.others(except_uid)
             .filter(|status| status.id.is_none())
             .filter(|status| {
-                status
-                    .submission
-                    .as_ref()
-                    .is_some_and(|m| m.name_prefix == prefix)
+                let looking = status
+                    .attempts
+                    .iter()
+                    .filter(|a| a.outcome.may_have_unknown_app())
+                    .map(|a| a.name_prefix.as_str());
+                let marker = status.submission.as_ref().map(|m| m.name_prefix.as_str());
+                looking.chain(marker).any(|p| prefixes.contains(p))
             })
             .count()
     }
 
-    /// Publishes an Event; a failure to do so is logged, never fatal.
-    async fn event(&self, app: &AiApp, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &app.object_ref(&())).await {
-            warn!(%error, "could not publish an Event");
-        }
+    fn others(&self, except_uid: &str) -> impl Iterator<Item = AiAppStatus> {
+        let except = except_uid.to_owned();
+        self.store
+            .state()
+            .into_iter()
+            .filter(move |app| app.metadata.uid.as_deref() != Some(except.as_str()))
+            .filter_map(|app| app.status.clone())
     }
 }
 
 /// Writes the whole status by server-side apply under the operator's field manager;
-/// what it leaves out, the operator no longer owns and the apiserver removes. With
-/// `resource_version`, the write fails with a conflict if the AiApp changed since it was read.
-async fn write_status(
-    api: &Api<AiApp>,
-    app: &AiApp,
-    status: &AiAppStatus,
-    resource_version: Option<&str>,
-) -> Result<AiApp, kube::Error> {
+/// what it leaves out, the operator no longer owns and the apiserver removes. The write
+/// carries the resourceVersion `app` was read at, so a status computed from a stale copy
+/// fails with [`Error::Conflict`] instead of dropping what a newer one holds.
+async fn write_status(api: &Api<AiApp>, app: &AiApp, status: &AiAppStatus) -> Result<AiApp> {
     let mut metadata = serde_json::json!({"name": app.name_any()});
-    if let Some(version) = resource_version {
+    if let Some(version) = app.metadata.resource_version.as_deref() {
         metadata["resourceVersion"] = version.into();
     }
     let body = serde_json::json!({
@@ -333,12 +259,8 @@ async fn write_status(
         "metadata": metadata,
         "status": status,
     });
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    bounded(api.patch_status(&app.name_any(), &params, &Patch::Apply(&body))).await
 }
 
 async fn reconcile(app: Arc<AiApp>, ctx: Arc<Context>) -> Result<Action> {
@@ -367,20 +289,27 @@ async fn reconcile(app: Arc<AiApp>, ctx: Arc<Context>) -> Result<Action> {
 
 fn error_policy(app: Arc<AiApp>, error: &Error, ctx: Arc<Context>) -> Action {
     match error {
-        Error::AwaitingKill { .. } => Action::requeue(Duration::from_secs(2)),
+        // A quiet wait, with jitter so that many deletions do not poll in step.
+        Error::AwaitingKill { .. } => Action::requeue(jittered(Duration::from_secs(2))),
         _ => {
             ctx.metrics.reconcile_failed(error.kind());
             warn!(aiapp = %ObjectRef::from_obj(app.as_ref()), %error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            Action::requeue(jittered(Duration::from_secs(5)))
         }
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// `base` plus up to a quarter more, at random.
+pub(crate) fn jittered(base: Duration) -> Duration {
+    base + base.mul_f64(fastrand::f64() / 4.0)
+}
+
+/// Runs the controller until `shutdown` resolves. Before it returns, it tries once to
+/// write every app id a submit answered that is not yet in status.
 pub async fn run(
     runtime: Runtime,
     config: ControllerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let Runtime {
         client,
@@ -412,6 +341,7 @@ pub async fn run(
     // Secrets are watched by metadata only: the operator never caches their values.
     let secrets: Api<PartialObjectMeta<Secret>> = secrets;
     let concurrency = config.concurrency;
+    let budgets = Budgets::new(config.api_budget);
     let ctx = Arc::new(Context {
         client,
         config,
@@ -420,10 +350,10 @@ pub async fn run(
         http,
         recorder,
         store,
-        gates: Mutex::default(),
-        last_credentials: Mutex::default(),
-        not_found_since: Mutex::default(),
-        kills_sent: Mutex::default(),
+        memory: Memory::default(),
+        budgets,
+        refusals: Refusals::default(),
+        listings: Listings::default(),
     });
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));
@@ -445,10 +375,11 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .await;
     gauge.abort();
+    apply::write_unwritten_ids(&ctx).await;
     info!("the AiApp controller stopped");
     Ok(())
 }

@@ -39,10 +39,8 @@ pub struct World {
 /// Operator settings that make the tests take seconds, not minutes.
 pub fn fast_config(namespace: &str, endpoint: &str) -> ControllerConfig {
     ControllerConfig {
-        credentials: CredentialsPolicy {
-            endpoint: None,
-            allowed_endpoints: vec![endpoint.to_owned()],
-        },
+        credentials: CredentialsPolicy::new(endpoint, &[endpoint.to_owned()])
+            .expect("the emulator's URL is an endpoint"),
         namespaces: vec![namespace.to_owned()],
         poll_min: Duration::from_millis(200),
         poll_ceiling: Duration::from_secs(1),
@@ -57,6 +55,7 @@ pub fn fast_config(namespace: &str, endpoint: &str) -> ControllerConfig {
         },
         concurrency: 8,
         instance: "e2e".to_owned(),
+        ..ControllerConfig::default()
     }
 }
 

@@ -1,0 +1,174 @@
+//! Following a submitted app: getDetail on the back-off schedule, the phase and Events
+//! that follow from its state, "not found" within its grace period, and a look for late
+//! apps of earlier attempts whose outcome stayed unknown (a second live app is killed).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::Result;
+use super::apply::StepRun;
+use crate::crd::{AiApp, AiAppStatus, AttemptOutcome, Phase};
+use crate::dataforest::name_prefix;
+use crate::plan::{self, RecoveryContext};
+use crate::status::condition;
+use crate::transition::{self, Next, Note};
+
+impl StepRun<'_> {
+    pub async fn poll(&self, id: &str) -> Result<Action> {
+        let ctx = self.ctx;
+        let uid = self.effects.uid.as_str();
+        let now = Timestamp::now();
+        let detail = match self.dataforest.get_detail(id).await {
+            Ok(detail) => detail,
+            Err(error) if error.is_not_found() => {
+                let since = ctx
+                    .memory
+                    .update(uid, |m| *m.not_found_since.get_or_insert(now));
+                let t =
+                    transition::not_found(&self.before, id, since, ctx.config.not_found_grace, now);
+                return self.effects.carry_out(self.app, t, Duration::MAX).await;
+            }
+            Err(error) => {
+                self.note_refusal(&error);
+                let mut t = transition::call_failed(&self.before, &error, now);
+                t.next = self.keep_following(t.next);
+                return self.effects.carry_out(self.app, t, Duration::MAX).await;
+            }
+        };
+        ctx.refusals.accepted(&self.key);
+        let confirmed = ctx.memory.update(uid, |m| {
+            m.not_found_since = None;
+            m.undefined_seen.as_deref() == Some(id)
+        });
+        let mut t = transition::polled(&self.before, id, &detail, confirmed, now);
+        if t.next == Next::ReadAgain {
+            ctx.memory
+                .update(uid, |m| m.undefined_seen = Some(id.to_owned()));
+        }
+        let late = self.late_apps(&mut t.status).await;
+        let phase_before = self.before.phase;
+        let written = self.effects.write(self.app, &t.status).await?;
+        if let Some(note) = &t.note {
+            self.effects.publish(&written, note).await;
+        }
+        for note in late {
+            self.effects.publish(&written, &note).await;
+        }
+        self.observe_transition(self.app, phase_before, &t.status);
+        Ok(self.effects.next(&t.next, Duration::MAX))
+    }
+
+    /// Earlier attempts whose outcome stayed unknown may have made an app that is listed
+    /// only now, while this AiApp follows another: a second live app. It is recorded on its
+    /// attempt and killed when its name prefix is certainly this AiApp's (derived from its
+    /// uid, and no other AiApp looks for it); otherwise a Warning names it.
+    async fn late_apps(&self, status: &mut AiAppStatus) -> Vec<Note> {
+        let open: Vec<i32> = status
+            .attempts
+            .iter()
+            .filter(|a| a.id.is_none() && a.outcome.may_have_unknown_app())
+            .map(|a| a.attempt)
+            .collect();
+        let Some(account_id) = self
+            .resolved
+            .account_id
+            .clone()
+            .filter(|_| !open.is_empty())
+        else {
+            return Vec::new();
+        };
+        let listing = self.listing(&account_id).await;
+        let Ok(apps) = &listing.apps else {
+            return Vec::new();
+        };
+        let claimed = self.ctx.claimed_ids(&self.effects.uid);
+        let prefixes: HashSet<&str> = status
+            .attempts
+            .iter()
+            .filter(|a| open.contains(&a.attempt))
+            .map(|a| a.name_prefix.as_str())
+            .collect();
+        let rivals = self.ctx.rivals(&self.effects.uid, &prefixes);
+        let context = RecoveryContext {
+            attempts: &status.attempts,
+            claimed: &claimed,
+            rivals,
+            listed_at: listing.listed_at,
+            grace: self.ctx.config.recovery_grace,
+            max_automatic_resubmits: 0,
+        };
+        let found = plan::candidates(&context, apps);
+        let derived = name_prefix::derive(&self.app.name_any(), self.app.metadata.uid.as_deref());
+        let mut notes = Vec::new();
+        for id in found {
+            let Some(record) = status
+                .attempts
+                .iter_mut()
+                .find(|a| open.contains(&a.attempt) && a.id.is_none())
+            else {
+                break;
+            };
+            record.id = Some(id.clone());
+            record.outcome = AttemptOutcome::Duplicate;
+            let attempt = record.attempt;
+            let certain = record.name_prefix == derived && rivals == 0;
+            notes.push(if certain && self.dataforest.kill(&id).await.is_ok() {
+                Note::warning(
+                    "DuplicateKilled",
+                    format!(
+                        "killed app {id}: a second app of this AiApp, made by attempt {attempt} and listed only \
+                         after a later attempt started"
+                    ),
+                )
+            } else {
+                Note::warning(
+                    "DuplicateFound",
+                    format!(
+                        "app {id} may be a second app of this AiApp (attempt {attempt}, listed late); it was not \
+                         killed: check it with `dataforest-operator apps get {id}` and kill it with \
+                         `dataforest-operator apps kill {id} --yes` if it is"
+                    ),
+                )
+            });
+        }
+        notes
+    }
+
+    /// Feeds the create-to-Accepted and Accepted-to-Running histograms.
+    pub(super) fn observe_transition(
+        &self,
+        app: &AiApp,
+        before: Option<Phase>,
+        status: &AiAppStatus,
+    ) {
+        let seconds_since = |t: Timestamp| {
+            Timestamp::now()
+                .duration_since(t)
+                .max(SignedDuration::ZERO)
+                .as_secs_f64()
+        };
+        let entered = |phase| before != Some(phase) && status.phase == Some(phase);
+        let accepted_now = entered(Phase::Accepted)
+            || (entered(Phase::Running) && before != Some(Phase::Accepted));
+        if let (true, Some(created)) = (accepted_now, &app.meta().creation_timestamp) {
+            self.ctx
+                .metrics
+                .observe_create_to_accepted(seconds_since(created.0));
+        }
+        if entered(Phase::Running) {
+            let accepted = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::SUBMITTED && c.status == "True");
+            if let Some(accepted) = accepted {
+                self.ctx
+                    .metrics
+                    .observe_accepted_to_running(seconds_since(accepted.last_transition_time.0));
+            }
+        }
+    }
+}

@@ -212,3 +212,328 @@ pub fn next_poll_interval(
         Some(previous) => previous.saturating_mul(2).clamp(min, ceiling.max(min)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AiAppSpec, AiAppStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const UID: &str = "0f1e2d3c-aaaa-bbbb-cccc-111122223333";
+
+    fn app(status: Option<AiAppStatus>, annotations: &[(&str, &str)]) -> AiApp {
+        let spec: AiAppSpec = serde_json::from_value(serde_json::json!({
+            "aiWorkspaceId": "ws", "docker": {"image": "i", "command": "c"},
+        }))
+        .unwrap();
+        let mut app = AiApp::new("train", spec);
+        app.metadata.uid = Some(UID.to_owned());
+        app.status = status.map(|mut s| {
+            attempts::normalize(&mut s);
+            s
+        });
+        app.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        app
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn record(attempt: i32, started: i64, outcome: AttemptOutcome) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            started_at: Time(at(started)),
+            name_prefix: "tra1x2y3".into(),
+            id: None,
+            candidates: Vec::new(),
+            outcome,
+        }
+    }
+
+    fn status(phase: Phase, id: Option<&str>, attempts: Vec<AttemptRecord>) -> AiAppStatus {
+        AiAppStatus {
+            phase: Some(phase),
+            id: id.map(str::to_owned),
+            attempts,
+            ..Default::default()
+        }
+    }
+
+    fn token(attempt: &AttemptRecord) -> String {
+        attempts::resubmit_token(UID, attempt)
+    }
+
+    #[test]
+    fn the_next_step_follows_the_reconcile_order() {
+        let pending = record(1, 0, AttemptOutcome::Pending);
+        let refused = record(3, 0, AttemptOutcome::NotCreated);
+        let unknown = |annotations: &[(&str, &str)]| {
+            app(
+                Some(status(Phase::Unknown, None, vec![pending.clone()])),
+                annotations,
+            )
+        };
+        let table = [
+            (app(None, &[]), Step::Submit { attempt: 1 }),
+            (app(None, &[(PAUSED_ANNOTATION, "true")]), Step::Paused),
+            (app(None, &[(PAUSED_ANNOTATION, "false")]), Step::Submit { attempt: 1 }),
+            (
+                app(Some(status(Phase::Submitting, None, vec![pending.clone()])), &[]),
+                Step::Recover(pending.clone()),
+            ),
+            // A refused attempt is followed by a new one, numbered above it.
+            (
+                app(Some(status(Phase::Pending, None, vec![refused])), &[]),
+                Step::Submit { attempt: 4 },
+            ),
+            (
+                app(Some(status(Phase::Running, Some("abc"), vec![pending.clone()])), &[]),
+                Step::Poll("abc".into()),
+            ),
+            (
+                app(
+                    Some(status(Phase::Succeeded, Some("abc"), vec![])),
+                    &[(PAUSED_ANNOTATION, "true")],
+                ),
+                Step::Done,
+            ),
+            (app(Some(status(Phase::Killed, Some("abc"), vec![])), &[]), Step::Done),
+            (
+                app(None, &[(ADOPT_ID_ANNOTATION, "dN2vdAwrCMZdUzGKKiFy6Z")]),
+                Step::Adopt("dN2vdAwrCMZdUzGKKiFy6Z".into()),
+            ),
+            (
+                app(None, &[(ADOPT_ID_ANNOTATION, "not an id!")]),
+                Step::Refused {
+                    reason: "InvalidAnnotation",
+                    message: "dataforest.dev/adopt-id \"not an id!\" is not a Data Forest app id (Base62, at \
+                              most 22 characters); nothing is submitted until it is fixed or removed"
+                        .into(),
+                },
+            ),
+            (unknown(&[]), Step::AwaitPerson(pending.clone())),
+            (
+                unknown(&[(RESUBMIT_ANNOTATION, &token(&pending))]),
+                Step::Submit { attempt: 2 },
+            ),
+            // The old bare attempt number, or another attempt's token, confirms nothing.
+            (unknown(&[(RESUBMIT_ANNOTATION, "1")]), Step::AwaitPerson(pending.clone())),
+            (
+                unknown(&[(RESUBMIT_ANNOTATION, &token(&record(1, 99, AttemptOutcome::Pending)))]),
+                Step::AwaitPerson(pending.clone()),
+            ),
+        ];
+        for (app, step) in table {
+            assert_eq!(
+                next_step(&app),
+                step,
+                "{:?} {:?}",
+                app.status,
+                app.metadata.annotations
+            );
+        }
+    }
+
+    #[test]
+    fn a_confirmation_left_on_a_re_created_aiapp_confirms_nothing() {
+        let pending = record(1, 0, AttemptOutcome::Pending);
+        let mut recreated = app(
+            Some(status(Phase::Unknown, None, vec![pending.clone()])),
+            &[(RESUBMIT_ANNOTATION, &token(&pending))],
+        );
+        recreated.metadata.uid = Some("another-uid".into());
+        assert_eq!(next_step(&recreated), Step::AwaitPerson(pending));
+    }
+
+    fn listed(id: &str, name: &str, started: Option<i64>) -> AppSummary {
+        AppSummary {
+            id: Some(id.into()),
+            name: Some(name.into()),
+            started_at: started.map(at),
+            state: Some("RUNNING".into()),
+            ..Default::default()
+        }
+    }
+
+    fn ended(id: &str, started: i64, finished: i64, state: &str) -> AppSummary {
+        AppSummary {
+            state: Some(state.into()),
+            finished_at: Some(at(finished)),
+            ..listed(id, "tra1x2y3-zzzz-zzzz", Some(started))
+        }
+    }
+
+    fn context<'a>(
+        attempts: &'a [AttemptRecord],
+        claimed: &'a HashSet<String>,
+        rivals: usize,
+        listed_at: i64,
+    ) -> RecoveryContext<'a> {
+        RecoveryContext {
+            attempts,
+            claimed,
+            rivals,
+            listed_at: at(listed_at),
+            grace: Duration::from_secs(30),
+            max_automatic_resubmits: 1,
+        }
+    }
+
+    #[test]
+    fn only_apps_that_can_be_this_aiapps_are_candidates() {
+        let attempts = [record(1, 100, AttemptOutcome::Pending)];
+        let claimed: HashSet<String> = ["taken".to_owned()].into();
+        let cases = [
+            (
+                listed("a", "tra1x2y3-abcd-efgh", Some(101)),
+                true,
+                "its prefix, started after",
+            ),
+            (
+                listed("a", "tra1x2y3-abcd-efgh", Some(95)),
+                true,
+                "started within the clock slack",
+            ),
+            (
+                listed("a", "tra1x2y3-abcd-efgh", Some(50)),
+                false,
+                "started long before the marker",
+            ),
+            (
+                listed("a", "tra1x2y3-abcd-efgh", None),
+                false,
+                "no startedAt",
+            ),
+            (
+                listed("a", "tra1x2y4-abcd-efgh", Some(101)),
+                false,
+                "another prefix",
+            ),
+            (
+                listed("a", "tra1x2y3x-abcd-efgh", Some(101)),
+                false,
+                "a longer prefix",
+            ),
+            (
+                listed("taken", "tra1x2y3-abcd-efgh", Some(101)),
+                false,
+                "held by another AiApp",
+            ),
+            (
+                ended("a", 95, 98, "FINISHED"),
+                true,
+                "ended after the marker less the slack",
+            ),
+            (
+                ended("a", 40, 60, "FINISHED"),
+                false,
+                "ended before the marker",
+            ),
+            (
+                ended("a", 101, 102, "KILLED"),
+                false,
+                "killed: never adopted",
+            ),
+        ];
+        for (app, expected, why) in cases {
+            let found = candidates(&context(&attempts, &claimed, 0, 110), &[app]);
+            assert_eq!(!found.is_empty(), expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn apps_of_every_open_attempt_count_and_known_ones_do_not() {
+        let mut created = record(1, 0, AttemptOutcome::Created);
+        created.id = Some("first".into());
+        let attempts = [
+            created,
+            record(2, 50, AttemptOutcome::NotListed),
+            record(3, 100, AttemptOutcome::Pending),
+        ];
+        let none: HashSet<String> = HashSet::new();
+        let apps = [
+            listed("first", "tra1x2y3-aaaa-aaaa", Some(60)),
+            listed("second", "tra1x2y3-bbbb-bbbb", Some(51)),
+            listed("third", "tra1x2y3-cccc-cccc", Some(101)),
+        ];
+        assert_eq!(
+            candidates(&context(&attempts, &none, 0, 110), &apps),
+            ["second", "third"]
+        );
+    }
+
+    #[test]
+    fn recovery_adopts_one_match_waits_resubmits_once_then_stops() {
+        let none: HashSet<String> = HashSet::new();
+        let one = [record(1, 0, AttemptOutcome::Pending)];
+        let mine = [listed("a1", "tra1x2y3-abcd-efgh", Some(1))];
+        let twins = [
+            listed("a1", "tra1x2y3-abcd-efgh", Some(1)),
+            listed("d1", "tra1x2y3-wxyz-wxyz", Some(2)),
+        ];
+        assert_eq!(
+            recover(&context(&one, &none, 0, 5), &mine),
+            Recovery::Adopt("a1".into())
+        );
+        assert_eq!(recover(&context(&one, &none, 0, 5), &[]), Recovery::Wait);
+        assert_eq!(
+            recover(&context(&one, &none, 0, 31), &[]),
+            Recovery::Resubmit
+        );
+        assert_eq!(
+            recover(&context(&one, &none, 0, 5), &twins),
+            Recovery::Ambiguous(vec!["a1".into(), "d1".into()])
+        );
+        // Another AiApp with the same prefix still looks for its app: one match may be its.
+        assert_eq!(
+            recover(&context(&one, &none, 1, 5), &mine),
+            Recovery::Ambiguous(vec!["a1".into()])
+        );
+        // The one automatic resubmit is used up: a person decides.
+        let second = [
+            record(1, 0, AttemptOutcome::NotListed),
+            record(2, 31, AttemptOutcome::Pending),
+        ];
+        assert_eq!(
+            recover(&context(&second, &none, 0, 70), &[]),
+            Recovery::Exhausted
+        );
+    }
+
+    #[test]
+    fn with_an_earlier_attempt_open_a_single_match_is_never_guessed() {
+        let none: HashSet<String> = HashSet::new();
+        let attempts = [
+            record(1, 0, AttemptOutcome::NotListed),
+            record(2, 31, AttemptOutcome::Pending),
+        ];
+        let late = [listed("a1", "tra1x2y3-abcd-efgh", Some(1))];
+        assert_eq!(
+            recover(&context(&attempts, &none, 0, 40), &late),
+            Recovery::Wait
+        );
+        assert_eq!(
+            recover(&context(&attempts, &none, 0, 62), &late),
+            Recovery::Ambiguous(vec!["a1".into()])
+        );
+    }
+
+    #[test]
+    fn polls_back_off_from_the_minimum_to_the_ceiling() {
+        let (min, ceiling) = (Duration::from_secs(1), Duration::from_secs(5));
+        let mut seen = vec![];
+        let mut interval = None;
+        for _ in 0..5 {
+            let next = next_poll_interval(interval, min, ceiling);
+            seen.push(next.as_secs());
+            interval = Some(next);
+        }
+        assert_eq!(seen, [1, 2, 4, 5, 5]);
+    }
+}

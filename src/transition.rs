@@ -457,3 +457,380 @@ pub fn phase_message(status: &AiAppStatus) -> String {
         said(&status.final_status)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataforest::error::{ResponseMeta, decode_response};
+    use crate::dataforest::{KillResponse, TransportKind};
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn api_error(status: u16, body: &str) -> ApiError {
+        decode_response::<KillResponse>(ResponseMeta::new(status), body.as_bytes()).unwrap_err()
+    }
+
+    fn condition<'a>(status: &'a AiAppStatus, type_: &str) -> (&'a str, &'a str) {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect(type_);
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn marked(attempt: i32) -> AiAppStatus {
+        marker(&AiAppStatus::default(), attempt, "ab", at(0))
+    }
+
+    fn response(id: &str) -> SubmitResponse {
+        SubmitResponse {
+            id: Some(id.into()),
+            name: Some("ab-cdef-ghij".into()),
+            state: Some("ACCEPTED".into()),
+            final_status: Some("UNDEFINED".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn waiting_stops_at_a_condition_and_warns_once_per_reason() {
+        let fresh = AiAppStatus::default();
+        let t = waiting(
+            &fresh,
+            "CredentialsNotFound",
+            "Secret ns/x not found",
+            true,
+            at(0),
+        );
+        assert_eq!(t.status.phase, Some(Phase::Pending));
+        assert_eq!(
+            condition(&t.status, condition::SUBMITTED),
+            ("False", "CredentialsNotFound")
+        );
+        assert_eq!(
+            condition(&t.status, condition::SYNCED),
+            ("False", "CredentialsNotFound")
+        );
+        assert_eq!(t.next, Next::Park);
+        assert!(t.note.as_ref().is_some_and(|n| n.warning));
+        let again = waiting(
+            &t.status,
+            "CredentialsNotFound",
+            "Secret ns/x not found",
+            true,
+            at(1),
+        );
+        assert_eq!(again.note, None, "the same reason warns once");
+        let paused = waiting(&fresh, "Paused", "paused", false, at(0));
+        assert_eq!(paused.note, None);
+        // Once submitted, waiting keeps the phase and says so only in Synced.
+        let submitted = submitted(&marked(1), 1, &response("x"), at(1)).status;
+        let t = waiting(&submitted, "Paused", "paused", false, at(2));
+        assert_eq!(t.status.phase, Some(Phase::Accepted));
+        assert_eq!(condition(&t.status, condition::SUBMITTED).0, "True");
+    }
+
+    #[test]
+    fn a_marker_records_a_pending_attempt_and_clears_an_old_confirmation() {
+        let before = AiAppStatus {
+            resubmit_token: Some("1-abc".into()),
+            ..Default::default()
+        };
+        let status = marker(&before, 2, "ab", at(0));
+        assert_eq!(status.phase, Some(Phase::Submitting));
+        assert_eq!(status.submission.as_ref().map(|m| m.attempt), Some(2));
+        assert_eq!(status.attempts[0].outcome, AttemptOutcome::Pending);
+        assert_eq!(
+            condition(&status, condition::SUBMITTED),
+            ("Unknown", "Submitting")
+        );
+        assert_eq!(status.resubmit_token, None);
+    }
+
+    #[test]
+    fn a_submit_answer_records_the_id_on_its_attempt() {
+        let t = submitted(&marked(1), 1, &response("abc"), at(1));
+        assert_eq!(t.status.id.as_deref(), Some("abc"));
+        assert_eq!(t.status.attempts[0].id.as_deref(), Some("abc"));
+        assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::Created);
+        assert_eq!(t.status.phase, Some(Phase::Accepted));
+        assert_eq!(condition(&t.status, condition::SYNCED), ("True", "Synced"));
+        assert_eq!(t.note.map(|n| n.reason), Some("Submitted".into()));
+        assert_eq!(t.next, Next::Soon);
+    }
+
+    #[test]
+    fn a_failed_submit_keeps_the_marker_only_when_the_app_may_exist() {
+        let timeout = ApiError::Timeout {
+            after: Duration::from_secs(1),
+        };
+        let lost = ApiError::Transport {
+            kind: TransportKind::ConnectionLost,
+            message: String::new(),
+        };
+        for error in [
+            timeout,
+            lost,
+            api_error(
+                504,
+                r#"{"error":{"errorCode":"510","message":"Endpoint Timeout"}}"#,
+            ),
+        ] {
+            let t = submit_failed(&marked(1), 1, &error, at(1));
+            assert!(t.status.submission.is_some(), "{error}");
+            assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::Pending);
+            assert_eq!(
+                condition(&t.status, condition::SYNCED),
+                ("False", "SubmitOutcomeUnknown")
+            );
+            assert_eq!(t.status.phase, Some(Phase::Submitting));
+        }
+        // (error, reason, next) when nothing can have been created.
+        let table = [
+            (
+                api_error(
+                    400,
+                    r#"{"success":false,"message":"invalid request parameters"}"#,
+                ),
+                "InvalidSpec",
+                Next::Park,
+            ),
+            (
+                api_error(
+                    401,
+                    r#"{"error":{"errorCode":"200","message":"Authentication Failed"}}"#,
+                ),
+                "Unauthorized",
+                Next::Park,
+            ),
+            (
+                api_error(
+                    400,
+                    r#"{"success":false,"message":"exceeded limit on resource quota"}"#,
+                ),
+                "QuotaExceeded",
+                Next::Backoff,
+            ),
+            (
+                api_error(
+                    429,
+                    r#"{"error":{"errorCode":"410","message":"Throttle Limited"}}"#,
+                ),
+                "Throttled",
+                Next::Backoff,
+            ),
+            (api_error(307, ""), "Redirected", Next::Backoff),
+        ];
+        for (error, reason, next) in table {
+            let t = submit_failed(&marked(1), 1, &error, at(1));
+            assert_eq!(t.status.submission, None, "{reason}");
+            assert_eq!(
+                t.status.attempts[0].outcome,
+                AttemptOutcome::NotCreated,
+                "{reason}"
+            );
+            assert_eq!(t.status.phase, Some(Phase::Pending));
+            assert_eq!(
+                condition(&t.status, condition::SUBMITTED),
+                ("False", reason)
+            );
+            assert_eq!(t.next, next, "{reason}");
+            assert!(t.note.is_some_and(|n| n.warning && n.reason == reason));
+        }
+    }
+
+    #[test]
+    fn an_attempt_not_sent_after_a_lost_lease_created_nothing() {
+        let t = not_sent(&marked(3), 3, at(1));
+        assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::NotCreated);
+        assert_eq!(
+            condition(&t.status, condition::SUBMITTED),
+            ("False", "LeaseLost")
+        );
+        assert_eq!(t.status.submission, None);
+    }
+
+    #[test]
+    fn recovery_and_a_person_adopt_onto_the_current_attempt() {
+        let t = adopted(&marked(1), "abc", "Recovered", "found app abc", "ab", at(1));
+        assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::Recovered);
+        assert_eq!(t.status.attempts[0].id.as_deref(), Some("abc"));
+        assert_eq!(
+            condition(&t.status, condition::SUBMITTED),
+            ("True", "Recovered")
+        );
+        assert_eq!(t.next, Next::Now);
+        // Adopting before any submit makes the app an attempt of its own.
+        let t = adopted(
+            &AiAppStatus::default(),
+            "abc",
+            "Adopted",
+            "adopted abc",
+            "ab",
+            at(1),
+        );
+        assert_eq!(t.status.attempts.len(), 1);
+        assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::Adopted);
+        assert_eq!(t.status.phase, Some(Phase::Accepted));
+    }
+
+    #[test]
+    fn an_ambiguous_recovery_names_every_candidate_and_the_bound_token() {
+        let t = ambiguous(
+            &marked(1),
+            "uid-1",
+            &["a".into(), "b".into()],
+            "two match",
+            at(1),
+        );
+        assert_eq!(t.status.phase, Some(Phase::Unknown));
+        assert_eq!(t.status.attempts[0].outcome, AttemptOutcome::Ambiguous);
+        assert_eq!(t.status.attempts[0].candidates, ["a", "b"]);
+        let token = attempts::resubmit_token("uid-1", &t.status.attempts[0]);
+        assert_eq!(t.status.resubmit_token.as_deref(), Some(token.as_str()));
+        assert!(t.status.message.as_deref().unwrap().contains(&token));
+        assert_eq!(
+            condition(&t.status, condition::SYNCED),
+            ("False", "SubmissionAmbiguous")
+        );
+        assert_eq!(t.next, Next::Park);
+        assert!(t.note.is_some());
+        let again = ambiguous(
+            &t.status,
+            "uid-1",
+            &["a".into(), "b".into()],
+            "two match",
+            at(2),
+        );
+        assert_eq!(again.note, None, "one Warning when Unknown begins");
+    }
+
+    fn detail(state: &str, final_status: &str) -> AppDetail {
+        AppDetail {
+            state: Some(state.into()),
+            final_status: Some(final_status.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn polls_follow_the_phase_with_one_event_per_change() {
+        let accepted = submitted(&marked(1), 1, &response("abc"), at(1)).status;
+        let same = polled(
+            &accepted,
+            "abc",
+            &detail("ACCEPTED", "UNDEFINED"),
+            false,
+            at(2),
+        );
+        assert_eq!((same.note, same.next), (None, Next::Backoff));
+        let running = polled(
+            &accepted,
+            "abc",
+            &detail("RUNNING", "UNDEFINED"),
+            false,
+            at(2),
+        );
+        assert_eq!(running.status.phase, Some(Phase::Running));
+        assert_eq!(running.next, Next::Soon);
+        assert_eq!(
+            running
+                .note
+                .as_ref()
+                .map(|n| (n.reason.as_str(), n.warning)),
+            Some(("Running", false))
+        );
+        let table = [
+            (
+                detail("FINISHED", "SUCCEEDED"),
+                Phase::Succeeded,
+                false,
+                "Succeeded",
+            ),
+            (
+                detail("FINISHED", "FAILED"),
+                Phase::Failed,
+                true,
+                "AppFailed",
+            ),
+            (detail("FINISHED", "ENDED"), Phase::Failed, true, "AppEnded"),
+            (detail("KILLED", "KILLED"), Phase::Killed, true, "Killed"),
+        ];
+        for (detail, phase, warning, reason) in table {
+            let t = polled(&running.status, "abc", &detail, false, at(3));
+            assert_eq!(t.status.phase, Some(phase));
+            assert_eq!(t.next, Next::Done);
+            assert_eq!(t.note.map(|n| n.warning), Some(warning));
+            let type_ = if phase == Phase::Succeeded {
+                condition::SUCCEEDED
+            } else {
+                condition::FAILED
+            };
+            assert_eq!(condition(&t.status, type_), ("True", reason));
+        }
+    }
+
+    #[test]
+    fn an_ended_app_with_an_undefined_final_status_is_read_once_more() {
+        let running = submitted(&marked(1), 1, &response("abc"), at(1)).status;
+        let first = polled(
+            &running,
+            "abc",
+            &detail("FINISHED", "UNDEFINED"),
+            false,
+            at(2),
+        );
+        assert_eq!(first.next, Next::ReadAgain);
+        assert_eq!(first.status, running, "nothing is written yet");
+        let second = polled(
+            &running,
+            "abc",
+            &detail("FINISHED", "UNDEFINED"),
+            true,
+            at(3),
+        );
+        assert_eq!(second.status.phase, Some(Phase::Failed));
+        assert_eq!(second.next, Next::Done);
+    }
+
+    #[test]
+    fn failed_reads_retry_or_park_and_not_found_turns_unknown_after_its_grace() {
+        let running = submitted(&marked(1), 1, &response("abc"), at(1)).status;
+        let throttled = api_error(
+            429,
+            r#"{"error":{"errorCode":"410","message":"Throttle Limited"}}"#,
+        );
+        let t = call_failed(&running, &throttled, at(2));
+        assert_eq!(
+            condition(&t.status, condition::SYNCED),
+            ("False", "Throttled")
+        );
+        assert_eq!(t.next, Next::Backoff);
+        let html = api_error(200, "<html>maintenance</html>");
+        assert_eq!(call_failed(&running, &html, at(2)).next, Next::Backoff);
+        let unauthorized = api_error(
+            401,
+            r#"{"error":{"errorCode":"200","message":"Authentication Failed"}}"#,
+        );
+        assert_eq!(call_failed(&running, &unauthorized, at(2)).next, Next::Park);
+        let grace = Duration::from_secs(60);
+        let within = not_found(&running, "abc", at(0), grace, at(30));
+        assert_eq!(
+            (within.status.phase, within.next),
+            (Some(Phase::Accepted), Next::Backoff)
+        );
+        assert_eq!(
+            condition(&within.status, condition::SYNCED),
+            ("False", "AppNotFound")
+        );
+        let past = not_found(&running, "abc", at(0), grace, at(61));
+        assert_eq!(
+            (past.status.phase, past.next),
+            (Some(Phase::Unknown), Next::Park)
+        );
+        assert!(past.note.is_some_and(|n| n.reason == "AppNotFound"));
+    }
+}

@@ -357,7 +357,9 @@ pub fn ambiguous(
     status.message = Some(message.clone());
     let note = (before.phase != Some(Phase::Unknown))
         .then(|| Note::warning("SubmissionAmbiguous", message));
-    Transition::new(status, note, Next::Park)
+    // Nothing is submitted until a person acts; meanwhile the candidates in status are
+    // kept current (an app listed late shows up there).
+    Transition::new(status, note, Next::Backoff)
 }
 
 /// getDetail answered: the status follows the app. A terminal state with no real final
@@ -696,7 +698,11 @@ mod tests {
             condition(&t.status, condition::SYNCED),
             ("False", "SubmissionAmbiguous")
         );
-        assert_eq!(t.next, Next::Park);
+        assert_eq!(
+            t.next,
+            Next::Backoff,
+            "candidates are refreshed, nothing submitted"
+        );
         assert!(t.note.is_some());
         let again = ambiguous(
             &t.status,

@@ -159,7 +159,18 @@ async fn find_apps(
         grace: ctx.config.recovery_grace,
         max_automatic_resubmits: 0,
     };
-    let found = plan::candidates(&context, apps);
+    // Apps recorded as candidates stay candidates once killed, which the listing alone
+    // would no longer show.
+    let mut found: Vec<String> = status
+        .attempts
+        .iter()
+        .flat_map(|a| a.candidates.clone())
+        .collect();
+    for id in plan::candidates(&context, apps) {
+        if !found.contains(&id) {
+            found.push(id);
+        }
+    }
     if found.is_empty() {
         let grace =
             SignedDuration::try_from(ctx.config.recovery_grace).unwrap_or(SignedDuration::MAX);

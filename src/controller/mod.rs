@@ -248,7 +248,7 @@ impl Context {
 /// what it leaves out, the operator no longer owns and the apiserver removes. The write
 /// carries the resourceVersion `app` was read at, so a status computed from a stale copy
 /// fails with [`Error::Conflict`] instead of dropping what a newer one holds.
-async fn write_status(api: &Api<AiApp>, app: &AiApp, status: &AiAppStatus) -> Result<AiApp> {
+pub async fn write_status(api: &Api<AiApp>, app: &AiApp, status: &AiAppStatus) -> Result<AiApp> {
     let mut metadata = serde_json::json!({"name": app.name_any()});
     if let Some(version) = app.metadata.resource_version.as_deref() {
         metadata["resourceVersion"] = version.into();

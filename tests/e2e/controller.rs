@@ -40,7 +40,7 @@ async fn event_reasons(world: &World, name: &str) -> Result<Vec<String>> {
 }
 
 /// Waits until an Event with `reason` was recorded for the AiApp `name`.
-async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<()> {
+pub async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
     loop {
         let reasons = event_reasons(world, name).await?;

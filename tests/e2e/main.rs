@@ -9,6 +9,7 @@ mod admission;
 mod chaos;
 mod controller;
 mod crd;
+mod exactly_once;
 mod fixture;
 mod leader;
 mod startup;
@@ -58,6 +59,15 @@ fn main() -> ExitCode {
         controller::a_malformed_adopt_id_is_refused_and_nothing_is_submitted,
         controller::an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace_period,
         startup::an_operator_started_before_its_crd_is_alive_not_ready_and_then_ready,
+        exactly_once::resubmits_after_nothing_is_listed_stop_after_one_and_name_every_app,
+        exactly_once::a_resubmit_confirmation_is_used_once_and_never_confirms_a_later_attempt,
+        exactly_once::a_status_write_from_a_stale_copy_is_refused_and_the_id_stays,
+        exactly_once::an_aiapp_re_created_under_the_same_name_inherits_nothing,
+        exactly_once::a_refused_key_parks_every_aiapp_of_that_key_after_one_call,
+        exactly_once::fifty_lost_answers_cost_at_most_one_get_list_a_second,
+        exactly_once::under_throttling_calls_stay_within_the_key_budget_and_every_app_succeeds,
+        exactly_once::aiapps_left_by_the_previous_version_keep_working,
+        exactly_once::deleting_an_aiapp_in_unknown_kills_the_candidates_that_are_certainly_its_own,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

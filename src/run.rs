@@ -279,8 +279,14 @@ async fn lead_and_reconcile(
             result
         }
         () = lost.lost() => {
+            // Reconciles in flight may finish, but none submits any more (each checks the
+            // lease right before its call); one already answered writes its id. Bounded,
+            // so a hung call cannot keep a former leader alive.
             let _ = stop.send(());
-            let _ = reconciling.await;
+            let bound = args.api_timeout + controller::KUBE_CALL_TIMEOUT * 2;
+            if tokio::time::timeout(bound, reconciling).await.is_err() {
+                warn!(?bound, "reconciles still running after losing the lease; exiting anyway");
+            }
             anyhow::bail!("lost the leader lease; exiting so that only the new leader reconciles")
         }
     }

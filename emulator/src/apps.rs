@@ -94,6 +94,8 @@ pub struct App {
     pub(crate) created_at: Timestamp,
     pub(crate) timeline: Timeline,
     pub(crate) outcome: Outcome,
+    /// When the kill takes effect, as time from creation; later than the kill call
+    /// itself under a `slowKill` fault, and the app is live until then.
     pub(crate) killed: Option<Duration>,
     pub(crate) listed_after: Instant,
 }
@@ -112,7 +114,8 @@ impl App {
     pub fn status(&self, now: Instant) -> Status {
         let age = now.saturating_duration_since(self.created);
         let end = self.timeline.accepted + self.timeline.running;
-        if let Some(at) = self.killed.filter(|at| *at < end) {
+        // A kill landing after the natural end (a slow one) is too late to change it.
+        if let Some(at) = self.killed.filter(|at| *at < end && age >= *at) {
             return Status {
                 state: "KILLED",
                 final_status: "KILLED",
@@ -147,6 +150,11 @@ impl App {
 
     pub fn is_terminal(&self, now: Instant) -> bool {
         self.status(now).ended_after.is_some()
+    }
+
+    /// Killed, but still live until the kill takes effect.
+    pub fn kill_pending(&self, now: Instant) -> bool {
+        self.killed.is_some() && !self.is_terminal(now)
     }
 
     fn yarn_app_id(&self, cluster: u64) -> String {

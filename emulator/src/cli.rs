@@ -54,6 +54,10 @@ pub struct EmulatorArgs {
     /// Largest accepted distance between a request's timestamp and the clock, in seconds.
     #[arg(long, default_value_t = 300)]
     pub max_clock_skew_secs: u64,
+    /// How far the emulated gateway's clock is ahead of the true time (negative: behind),
+    /// in milliseconds: its timestamp check and its `Date` headers use it.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_offset_ms: i64,
 }
 
 /// Shows how many credentials were given, never what they are.
@@ -121,6 +125,9 @@ impl EmulatorArgs {
         }
         if self.listing_lag_ms > 0 {
             faults.listing_lag_ms = self.listing_lag_ms;
+        }
+        if self.clock_offset_ms != 0 {
+            faults.clock_offset_ms = self.clock_offset_ms;
         }
         faults
             .validate()
@@ -293,6 +300,34 @@ mod tests {
                 .map(|a| a.access_key.as_str())
                 .collect::<Vec<_>>(),
             ["AK1", "AK2"]
+        );
+    }
+
+    #[test]
+    fn the_clock_offset_flag_takes_negative_values_and_overrides_the_faults_json() {
+        let offset = |args: &[&str]| {
+            parse(args)
+                .unwrap()
+                .config()
+                .unwrap()
+                .faults
+                .clock_offset_ms
+        };
+        assert_eq!(offset(&[]), 0);
+        assert_eq!(offset(&["--clock-offset-ms", "-600000"]), -600_000);
+        assert_eq!(offset(&["--faults", r#"{"clockOffsetMs": 5}"#]), 5);
+        assert_eq!(
+            offset(&["--faults", r#"{"clockOffsetMs": 5}"#, "--clock-offset-ms=7"]),
+            7
+        );
+        let e = parse(&["--clock-offset-ms", &i64::MAX.to_string()])
+            .unwrap()
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--faults: clockOffsetMs must be within"),
+            "{e}"
         );
     }
 

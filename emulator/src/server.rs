@@ -52,12 +52,16 @@ async fn route(
         let body = read_body(request.into_body()).await?.unwrap_or_default();
         let (reply, outcome) = admin(shared, &method, rest, &body);
         shared.counters.count("admin", outcome);
-        return respond(reply);
+        // The admin API is the test tool, not the gateway: hyper's true date stands.
+        return respond(reply, None);
     }
     let operation = Operation::from_path(&path).filter(|_| request.method() == Method::POST);
     let Some(operation) = operation else {
         shared.counters.count("unknown", "notFound");
-        return respond(gateway_error(404, "300", "Not Found Exception", None));
+        return respond_as_gateway(
+            shared,
+            gateway_error(404, "300", "Not Found Exception", None),
+        );
     };
     let path_and_query = request
         .uri()
@@ -66,12 +70,15 @@ async fn route(
     let (parts, body) = request.into_parts();
     let Some(body) = read_body(body).await? else {
         shared.counters.count(operation.as_str(), "tooLarge");
-        return respond(gateway_error(413, "430", "Request Entity Too Large", None));
+        return respond_as_gateway(
+            shared,
+            gateway_error(413, "430", "Request Entity Too Large", None),
+        );
     };
     let (reply, outcome) =
         api::handle(shared, operation, &path_and_query, &parts.headers, &body).await;
     shared.counters.count(operation.as_str(), outcome);
-    respond(reply)
+    respond_as_gateway(shared, reply)
 }
 
 /// `Ok(None)` when the body is over the limit; `Err` when the client went away.
@@ -88,24 +95,65 @@ async fn read_body(body: Incoming) -> Result<Option<Bytes>, Dropped> {
     }
 }
 
-fn respond(reply: Reply) -> Result<Response<Full<Bytes>>, Dropped> {
+/// An answer dated by the gateway's clock, which the `clockOffsetMs` fault may skew.
+fn respond_as_gateway(shared: &Shared, reply: Reply) -> Result<Response<Full<Bytes>>, Dropped> {
+    respond(reply, api::gateway_date(shared))
+}
+
+const JSON: &str = "application/json;charset=UTF-8";
+
+/// `date` replaces the `Date` header hyper would write from the true clock.
+fn respond(reply: Reply, date: Option<String>) -> Result<Response<Full<Bytes>>, Dropped> {
+    let mut location = None;
     let (status, content_type, body) = match reply {
         Reply::Drop => return Err(Dropped),
-        Reply::Json(status, value) => (
-            status,
-            "application/json;charset=UTF-8",
-            Bytes::from(value.to_string()),
-        ),
-        Reply::Text(status, text) => (status, "text/plain;charset=UTF-8", Bytes::from(text)),
+        Reply::Json(status, value) => (status, Some(JSON), Bytes::from(value.to_string())),
+        Reply::Text(status, text) => (status, Some("text/plain;charset=UTF-8"), Bytes::from(text)),
+        Reply::Html(status, page) => (status, Some("text/html;charset=UTF-8"), Bytes::from(page)),
+        Reply::TruncatedJson(status, value) => (status, Some(JSON), first_half(value.to_string())),
+        Reply::Redirect(status, to) => {
+            location = Some(to);
+            (status, None, Bytes::new())
+        }
     };
     let trace_id = format!("emu-{:016x}", fastrand::u64(..));
-    let response = Response::builder()
+    let mut builder = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", content_type)
-        .header("x-ncp-trace-id", trace_id)
-        .body(Full::new(body))
-        .expect("status and headers are valid");
-    Ok(response)
+        .header("x-ncp-trace-id", trace_id);
+    if let Some(content_type) = content_type {
+        builder = builder.header("content-type", content_type);
+    }
+    if let Some(location) = location {
+        builder = builder.header("location", location);
+    }
+    if let Some(date) = date {
+        builder = builder.header("date", date);
+    }
+    match builder.body(Full::new(body)) {
+        Ok(response) => Ok(response),
+        // Only a header value validation missed gets here (a location set in Rust
+        // without `validate`): say so rather than panic in the connection's task.
+        Err(error) => {
+            tracing::warn!(%error, "cannot build the answer");
+            let mut response = Response::new(Full::new(Bytes::from_static(
+                b"emulator: cannot build the answer (invalid fault settings?)\n",
+            )));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok(response)
+        }
+    }
+}
+
+/// The first half of a JSON text, cut on a character boundary. A JSON object or array
+/// ends with its closing bracket, so any shorter prefix of one never parses.
+fn first_half(text: String) -> Bytes {
+    let mut cut = text.len() / 2;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut bytes = Bytes::from(text);
+    bytes.truncate(cut);
+    bytes
 }
 
 /// The admin API: a loopback test tool, unsigned on purpose.
@@ -149,5 +197,40 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> (Reply, &
             }
         }
         _ => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_body_is_half_the_json_cut_on_a_character_boundary_and_never_parses() {
+        let json = json!({"message": "한국어 메시지", "id": "abc"}).to_string();
+        let half = first_half(json.clone());
+        let text = std::str::from_utf8(&half).expect("cut on a character boundary");
+        assert!(json.starts_with(text));
+        assert!((json.len() / 2 - 3..=json.len() / 2).contains(&text.len()));
+        assert!(serde_json::from_str::<serde_json::Value>(text).is_err());
+        assert_eq!(first_half("{}".to_owned()), Bytes::from_static(b"{"));
+    }
+
+    #[test]
+    fn a_redirect_has_its_location_and_no_body() {
+        let response = respond(
+            Reply::Redirect(307, "http://elsewhere.example/".to_owned()),
+            Some("Thu, 01 Jan 1970 00:00:01 GMT".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(response.status(), 307);
+        assert_eq!(response.headers()["location"], "http://elsewhere.example/");
+        assert_eq!(response.headers()["date"], "Thu, 01 Jan 1970 00:00:01 GMT");
+        assert!(response.headers().get("content-type").is_none());
+    }
+
+    #[test]
+    fn an_invalid_location_set_without_validation_gives_a_500_not_a_panic() {
+        let response = respond(Reply::Redirect(302, "bad\nvalue".to_owned()), None).unwrap();
+        assert_eq!(response.status(), 500);
     }
 }

@@ -34,8 +34,8 @@ impl Counters {
 /// A snapshot of the emulator's counters (`GET /_emulator/stats`).
 ///
 /// Outcomes: `ok`, `unauthorized`, `invalid`, `forbidden`, `notFound`, `tooLarge`,
-/// and for injected faults `throttled`, `errorBefore`, `dropped`, `quota`, `errorAfter`,
-/// `lostResponse`.
+/// and for injected faults `throttled`, `errorBefore`, `dropped`, `htmlPage`, `redirect`,
+/// `clockSkew`, `quota`, `slowKill`, `errorAfter`, `lostResponse`, `truncatedBody`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {

@@ -14,7 +14,10 @@ use crate::request::SubmitBody;
 /// Result of a kill.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KillOutcome {
+    /// The kill is made: the app ends now, or after the delay given.
     Killed,
+    /// An earlier kill is still on its way (`slowKill`); this one changes nothing.
+    AlreadyKilling,
     AlreadyEnded,
     NotFound,
 }
@@ -122,7 +125,14 @@ impl AppStore {
         self.apps.get(id)
     }
 
-    pub fn kill(&mut self, id: &str, account_id: &str) -> KillOutcome {
+    /// Kills a live app of `account_id`. `delay` is asked only when a kill is made, so a
+    /// `slowKill` fault is not spent on an app that is missing, ended or already killed.
+    pub fn kill(
+        &mut self,
+        id: &str,
+        account_id: &str,
+        delay: impl FnOnce() -> Duration,
+    ) -> KillOutcome {
         let now = Instant::now();
         match self
             .apps
@@ -131,8 +141,11 @@ impl AppStore {
         {
             None => KillOutcome::NotFound,
             Some(app) if app.is_terminal(now) => KillOutcome::AlreadyEnded,
+            // Keeping the first kill's end time: a repeated kill does not hurry a slow one.
+            Some(app) if app.kill_pending(now) => KillOutcome::AlreadyKilling,
             Some(app) => {
-                app.killed = Some(now.saturating_duration_since(app.created));
+                let at = now.saturating_duration_since(app.created);
+                app.killed = Some(at.saturating_add(delay()));
                 KillOutcome::Killed
             }
         }
@@ -267,14 +280,58 @@ mod tests {
     fn killing_a_live_app_ends_it_and_killing_again_reports_already_ended() {
         let mut store = AppStore::new(10);
         let id = create(&mut store, &[], Timeline::default());
-        assert_eq!(store.kill(&id, "other-account"), KillOutcome::NotFound);
-        assert_eq!(store.kill(&id, "acct"), KillOutcome::Killed);
+        let now = || Duration::ZERO;
+        assert_eq!(store.kill(&id, "other-account", now), KillOutcome::NotFound);
+        assert_eq!(store.kill(&id, "acct", now), KillOutcome::Killed);
         assert_eq!(
             store.get(&id).unwrap().status(Instant::now()).state,
             "KILLED"
         );
-        assert_eq!(store.kill(&id, "acct"), KillOutcome::AlreadyEnded);
-        assert_eq!(store.kill("nope", "acct"), KillOutcome::NotFound);
+        assert_eq!(store.kill(&id, "acct", now), KillOutcome::AlreadyEnded);
+        assert_eq!(store.kill("nope", "acct", now), KillOutcome::NotFound);
+    }
+
+    #[test]
+    fn a_slow_kill_leaves_the_app_live_until_its_delay_and_a_repeat_keeps_that_end() {
+        let mut store = AppStore::new(10);
+        let hour = Duration::from_secs(3600);
+        let id = create(
+            &mut store,
+            &[],
+            Timeline {
+                accepted: hour,
+                running: hour,
+            },
+        );
+        let slow = || Duration::from_secs(60);
+        assert_eq!(store.kill(&id, "acct", slow), KillOutcome::Killed);
+        let app = store.get(&id).unwrap();
+        let killed_at = app.killed.unwrap();
+        let at = |d: Duration| app.status(app.created + d);
+        assert_eq!(at(killed_at - Duration::from_millis(1)).state, "ACCEPTED");
+        assert_eq!(at(killed_at).state, "KILLED");
+        assert_eq!(at(killed_at).ended_after, Some(killed_at));
+        assert!(app.kill_pending(Instant::now()));
+        let never = || -> Duration { panic!("a repeated kill must not ask for a new delay") };
+        assert_eq!(store.kill(&id, "acct", never), KillOutcome::AlreadyKilling);
+        assert_eq!(store.get(&id).unwrap().killed, Some(killed_at));
+    }
+
+    #[test]
+    fn a_slow_kill_landing_after_the_natural_end_leaves_the_natural_outcome() {
+        let mut store = AppStore::new(10);
+        let id = create(
+            &mut store,
+            &[],
+            Timeline {
+                accepted: Duration::from_secs(1),
+                running: Duration::from_secs(1),
+            },
+        );
+        store.kill(&id, "acct", || Duration::from_secs(60));
+        let app = store.get(&id).unwrap();
+        let s = app.status(app.created + Duration::from_secs(120));
+        assert_eq!((s.state, s.final_status), ("FINISHED", "SUCCEEDED"));
     }
 
     #[test]

@@ -26,8 +26,10 @@ async fn a_request_signed_by_an_independent_hmac_is_accepted() {
 #[tokio::test]
 async fn a_request_without_the_signature_headers_gets_the_gateway_401() {
     let emu = emulator(FOREVER).await;
+    // Through Raw's client: it installs the crypto provider the workspace's reqwest needs.
     let (status, body) = read(
-        reqwest::Client::new()
+        Raw::new(&emu)
+            .http
             .post(format!("{}{SUBMIT}", emu.url()))
             .json(&submit_body()),
     )

@@ -1,10 +1,14 @@
 # syntax=docker/dockerfile:1
-# The dataforest-operator image: `docker build -t dataforest-operator .`
+# The dataforest-operator image:
+#   docker build --build-arg DATAFOREST_BUILD_COMMIT="$(git rev-parse --short=12 HEAD)" -t dataforest-operator .
+# .dockerignore leaves .git out of the build context, so the commit that `--version` shows
+# comes from this build argument; without it the binary says `commit unknown`.
 #
 # Build stage: the release binary from the locked dependency graph. The cache mounts keep
 # the crate registry and target folder between builds (BuildKit).
 FROM docker.io/library/rust:1.89-bookworm AS build
 WORKDIR /src
+ARG DATAFOREST_BUILD_COMMIT=""
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attempts;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod credentials;

@@ -1,87 +1,52 @@
 //! `dataforest-operator submit`: submit one AiApp's spec straight to the API, for
 //! debugging keys and specs without a cluster; `--dry-run` prints the signed request.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Duration;
 
+use clap::ValueHint;
 use serde_yaml_ng::Value;
 
+use crate::cli::api_args::ApiArgs;
+use crate::cli::apps::ACCOUNT_ID_ENV;
+use crate::cli::{BINARY, CliError};
 use crate::crd::AiAppSpec;
 use crate::dataforest::sign::now_millis;
 use crate::dataforest::validate::{InvalidSpec, validate_spec};
-use crate::dataforest::{
-    ApiError, ClientBuildError, ClientConfig, Credentials, DEFAULT_ENDPOINT, DataForestClient,
-    Operation, RetryPolicy, SubmitRequest, name_prefix,
-};
-
-/// Environment variable holding the access key id.
-pub const ACCESS_KEY_ENV: &str = "NCP_ACCESS_KEY";
-/// Environment variable holding the secret key.
-pub const SECRET_KEY_ENV: &str = "NCP_SECRET_KEY";
+use crate::dataforest::{DEFAULT_ENDPOINT, Operation, RetryPolicy, SubmitRequest, name_prefix};
 
 /// Flags of the `submit` subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SubmitArgs {
-    /// AiApp manifest (the whole resource) or a bare spec, in YAML or JSON.
-    #[arg(long, short)]
+    /// AiApp manifest (the whole resource) or a bare spec, in YAML or JSON; `-` reads stdin.
+    #[arg(long, short, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
-    /// API base URL [default: https://df.apigw.ntruss.com].
-    #[arg(long, env = "DATAFOREST_ENDPOINT")]
-    pub endpoint: Option<String>,
     /// Print the exact signed request and send nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Bound on the call, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub timeout_secs: u64,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
-/// Why `submit` failed; [`SubmitError::exit_code`] tells bad input (2) from API errors (1).
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {problem}")]
-    Manifest { path: PathBuf, problem: String },
-    #[error("{0}")]
-    InvalidSpec(#[from] InvalidSpec),
-    #[error("{0} is not set: export the NCP API key pair as {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}")]
-    MissingCredential(&'static str),
-    #[error("{0}")]
-    Endpoint(#[from] ClientBuildError),
-    #[error("{error}{}", api_hint(.error))]
-    Api { error: ApiError },
-    #[error("cannot write the output: {0}")]
-    Output(#[source] std::io::Error),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+/// The command that finds an app whose submit answer was lost: getList by the account
+/// and the prefix that was sent. The account id is `NCP_ACCOUNT_ID`'s when known.
+pub fn lookup_command(prefix: &str, account_id: Option<&str>, endpoint: &str) -> String {
+    let account_id = account_id
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .unwrap_or("<ACCOUNT_ID>");
+    let mut command = format!("{BINARY} apps list --account-id {account_id} --prefix {prefix}");
+    if endpoint.trim_end_matches('/') != DEFAULT_ENDPOINT {
+        command.push_str(&format!(" --endpoint {endpoint}"));
+    }
+    command
 }
 
-fn api_hint(error: &ApiError) -> String {
-    let mut hint = String::new();
-    if error.outcome_unknown() {
-        hint.push_str(
-            " (the app may have been created: look for it with getList before submitting again)",
-        );
-    }
-    if let Some(trace_id) = error.trace_id() {
-        hint.push_str(&format!(" [x-ncp-trace-id {trace_id}]"));
-    }
-    hint
-}
-
-impl SubmitError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SubmitError::Api { .. } | SubmitError::Output(_) | SubmitError::Runtime(_) => 1,
-            _ => 2,
-        }
-    }
+/// What to do when the submit's outcome is unknown: look before submitting again.
+fn lost_answer_hint(lookup_command: &str) -> String {
+    format!(
+        "the app may have been created: look for it with `{lookup_command}` before submitting again"
+    )
 }
 
 /// What a manifest file holds.
@@ -146,55 +111,60 @@ pub fn resolve_name_prefix(manifest: &Manifest) -> Result<String, InvalidSpec> {
     }
 }
 
-/// Credentials from the environment; empty counts as unset.
-pub fn credentials_from_env(
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Credentials, SubmitError> {
-    let get = |name: &'static str| {
-        env(name)
-            .filter(|v| !v.is_empty())
-            .ok_or(SubmitError::MissingCredential(name))
-    };
-    Ok(Credentials::new(get(ACCESS_KEY_ENV)?, get(SECRET_KEY_ENV)?))
-}
-
 /// Reads, validates and submits (or prints, with `--dry-run`), writing the result to `out`.
-pub async fn execute(
-    args: &SubmitArgs,
-    env: impl Fn(&str) -> Option<String>,
-    out: &mut impl Write,
-) -> Result<(), SubmitError> {
+pub async fn execute(args: &SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let request = load_request(&args.file)?;
-    let credentials = credentials_from_env(env)?;
-    let config = ClientConfig {
-        endpoint: args
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-        timeout: Duration::from_secs(args.timeout_secs.max(1)),
-        retry: RetryPolicy::no_retries(),
-        ..ClientConfig::default()
-    };
-    let client = DataForestClient::new(config, credentials)?;
+    let api = args.api.connect(RetryPolicy::no_retries())?;
     if args.dry_run {
-        let prepared = client.prepare(Operation::Submit, &request, now_millis());
-        return write!(out, "{prepared}").map_err(SubmitError::Output);
+        let prepared = api
+            .client
+            .prepare(Operation::Submit, &request, now_millis());
+        return write!(out, "{prepared}").map_err(CliError::Output);
     }
-    let response = client
-        .submit(&request)
-        .await
-        .map_err(|error| SubmitError::Api { error })?;
+    let response = api.client.submit(&request).await.map_err(|error| {
+        api.failure(error, None, |error| {
+            error.outcome_unknown().then(|| {
+                let account_id = std::env::var(ACCOUNT_ID_ENV).ok();
+                let lookup = lookup_command(
+                    &request.name_prefix,
+                    account_id.as_deref(),
+                    args.api.endpoint(),
+                );
+                lost_answer_hint(&lookup)
+            })
+        })
+    })?;
     let json = serde_json::to_string_pretty(&response).expect("a parsed answer always serializes");
-    writeln!(out, "{json}").map_err(SubmitError::Output)
+    writeln!(out, "{json}").map_err(CliError::Output)
 }
 
-fn load_request(path: &Path) -> Result<SubmitRequest, SubmitError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SubmitError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let manifest = parse_manifest(&text).map_err(|problem| SubmitError::Manifest {
-        path: path.to_owned(),
+/// The manifest's text and the name messages give its source: the path, or `stdin`.
+fn read_manifest(file: &Path) -> Result<(String, String), CliError> {
+    if file == Path::new("-") {
+        let source_name = "stdin".to_owned();
+        let mut text = String::new();
+        return match std::io::stdin().lock().read_to_string(&mut text) {
+            Ok(_) => Ok((source_name, text)),
+            Err(source) => Err(CliError::ReadManifest {
+                source_name,
+                source,
+            }),
+        };
+    }
+    let source_name = file.display().to_string();
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok((source_name, text)),
+        Err(source) => Err(CliError::ReadManifest {
+            source_name,
+            source,
+        }),
+    }
+}
+
+fn load_request(file: &Path) -> Result<SubmitRequest, CliError> {
+    let (source_name, text) = read_manifest(file)?;
+    let manifest = parse_manifest(&text).map_err(|problem| CliError::Manifest {
+        source_name,
         problem,
     })?;
     validate_spec(&manifest.spec)?;
@@ -202,31 +172,11 @@ fn load_request(path: &Path) -> Result<SubmitRequest, SubmitError> {
     Ok(SubmitRequest::from_spec(&manifest.spec, &prefix))
 }
 
-/// Runs the subcommand: 0 on success, 1 on an API error, 2 on bad input.
-pub fn run(args: &SubmitArgs) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let result = match runtime {
-        Ok(runtime) => runtime.block_on(execute(
-            args,
-            |name| std::env::var(name).ok(),
-            &mut std::io::stdout().lock(),
-        )),
-        Err(e) => Err(SubmitError::Runtime(e)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dataforest-operator submit: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataforest::ApiError;
+    use std::time::Duration;
 
     const MANIFEST: &str = r#"
 apiVersion: dataforest.dev/v1alpha1
@@ -285,39 +235,36 @@ spec:
     }
 
     #[test]
-    fn missing_or_empty_credentials_name_the_variable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let e = credentials_from_env(env(&[])).unwrap_err();
-        assert!(
-            e.to_string().starts_with("NCP_ACCESS_KEY is not set"),
-            "{e}"
-        );
-        let e = credentials_from_env(env(&[("NCP_ACCESS_KEY", "ak"), ("NCP_SECRET_KEY", "")]))
-            .unwrap_err();
-        assert!(
-            e.to_string().starts_with("NCP_SECRET_KEY is not set"),
-            "{e}"
-        );
-        assert_eq!(e.exit_code(), 2);
-        let ok = credentials_from_env(env(&[("NCP_ACCESS_KEY", "ak"), ("NCP_SECRET_KEY", "sk")]))
-            .unwrap();
-        assert_eq!(ok.access_key, "ak");
-    }
-
-    #[test]
-    fn an_api_error_exits_1_and_says_when_the_app_may_exist() {
+    fn a_lost_answer_names_the_exact_command_that_finds_the_app() {
         let error = ApiError::Timeout {
             after: Duration::from_secs(1),
         };
-        let e = SubmitError::Api { error };
+        let e = CliError::from_api(error, "AK1", None, |e| {
+            e.outcome_unknown().then(|| {
+                lost_answer_hint(&lookup_command("resnettr", Some("acct1"), DEFAULT_ENDPOINT))
+            })
+        });
         assert_eq!(e.exit_code(), 1);
-        assert!(e.to_string().contains("may have been created"), "{e}");
+        let message = e.to_string();
+        assert!(message.contains("may have been created"), "{message}");
+        assert!(
+            message.contains(
+                "`dataforest-operator apps list --account-id acct1 --prefix resnettr` before submitting again"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("getList"), "{message}");
+    }
+
+    #[test]
+    fn the_lookup_command_names_a_placeholder_account_and_any_other_endpoint() {
+        assert_eq!(
+            lookup_command("abc", None, "http://127.0.0.1:9"),
+            "dataforest-operator apps list --account-id <ACCOUNT_ID> --prefix abc --endpoint http://127.0.0.1:9"
+        );
+        assert_eq!(
+            lookup_command("abc", Some(" "), "https://df.apigw.ntruss.com/"),
+            "dataforest-operator apps list --account-id <ACCOUNT_ID> --prefix abc"
+        );
     }
 }

@@ -120,3 +120,110 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A secret key no account holds: the emulator refuses it. Like the real ones, it must
+/// never show in what the binary prints.
+pub const WRONG_SK: &str = "wrong-secret-never-printed-0123456789xyz";
+
+/// How long one run of the binary may take before the test fails (it is killed then).
+pub const CLI_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one run of the built `dataforest-operator` gave.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The last line of stderr: the error line, after any log lines RUST_LOG asked for.
+    pub fn error_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+}
+
+/// Runs the built binary with `args`, `stdin` on its standard input, and of the variables
+/// that steer it only those in `env` (the test's own NCP_*, DATAFOREST_ENDPOINT, RUST_LOG
+/// and LOG_FORMAT are removed). Fails the test when a secret key (the emulator's, the
+/// wrong one, or one given in `env`) shows on stdout or stderr.
+pub async fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> CliRun {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt as _;
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-operator"));
+    command.args(args);
+    for name in [
+        "NCP_ACCESS_KEY",
+        "NCP_SECRET_KEY",
+        "NCP_ACCOUNT_ID",
+        "DATAFOREST_ENDPOINT",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the binary starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // A binary that stops before reading closes the pipe; its output tells why.
+        let _ = pipe.write_all(text.as_bytes()).await;
+        // Dropping the pipe closes it: the binary reads to its end.
+    }
+    let output = tokio::time::timeout(CLI_LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not end within {CLI_LIMIT:?}"))
+        .unwrap();
+    let run = CliRun {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    let given = env
+        .iter()
+        .filter(|(name, _)| *name == "NCP_SECRET_KEY")
+        .map(|(_, value)| *value);
+    for secret in [SK1, SK2, WRONG_SK].into_iter().chain(given) {
+        if secret.trim().is_empty() {
+            continue;
+        }
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "{args:?} printed a secret key: {run:?}"
+        );
+    }
+    run
+}
+
+/// A temporary folder, removed when the test ends however it ends.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("df-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

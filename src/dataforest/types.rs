@@ -175,7 +175,7 @@ pub struct ListResponse {
     pub success: Option<bool>,
     #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(deserialize_with = "lenient_or_default")]
+    #[serde(deserialize_with = "every_item_or_unreadable")]
     pub contents: Vec<AppSummary>,
 }
 
@@ -244,6 +244,32 @@ fn lenient_or_default<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
     d: D,
 ) -> Result<T, D::Error> {
     Ok(lenient(d)?.unwrap_or_default())
+}
+
+/// getList's items, all or none. Unlike single fields, a list cannot be read leniently:
+/// dropping one odd item (or the whole list) would read as "that app does not exist", and
+/// recovery would submit a second job. So an item that is not an object, or `contents`
+/// that is not an array, makes the whole answer unreadable (retried); `null` or absent
+/// contents is an empty list.
+fn every_item_or_unreadable<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AppSummary>, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                if !item.is_object() {
+                    return Err(D::Error::custom(format!(
+                        "getList item {index} is not an object"
+                    )));
+                }
+                serde_json::from_value(item)
+                    .map_err(|e| D::Error::custom(format!("getList item {index}: {e}")))
+            })
+            .collect(),
+        _ => Err(D::Error::custom("getList contents is not a list")),
+    }
 }
 
 /// Parses a Data Forest timestamp: RFC 3339 with `Z` or an offset. Empty, unparsable and
@@ -349,6 +375,29 @@ mod tests {
         ] {
             assert_eq!(is_terminal_state(state), terminal, "{state}");
         }
+    }
+
+    #[test]
+    fn a_list_with_an_item_it_cannot_read_is_refused_whole_never_shortened() {
+        for contents in [
+            json!([{"id": "a"}, null]),
+            json!([7, {"id": "a"}]),
+            json!([{"id": "a"}, "b"]),
+            json!({"id": "a"}),
+            json!("a"),
+        ] {
+            let body = json!({"success": true, "contents": contents});
+            let parsed = serde_json::from_value::<ListResponse>(body.clone());
+            assert!(parsed.is_err(), "{body} read as {parsed:?}");
+        }
+        let odd_fields = json!({"contents": [{"id": "a", "state": 3}, {"id": "b"}]});
+        let list: ListResponse = serde_json::from_value(odd_fields).unwrap();
+        let ids: Vec<_> = list
+            .contents
+            .iter()
+            .filter_map(|a| a.id.as_deref())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 
     #[test]

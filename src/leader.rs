@@ -4,13 +4,15 @@
 //! Every write carries the Lease's `resourceVersion`, so of two candidates that read the
 //! same expired Lease only one write lands; the other gets 409 Conflict and re-reads.
 //! A leader counts its lease's validity on the monotonic clock from the instant before its
-//! last successful write, which can only err short of what the other candidates see.
+//! last successful write, which can only err short of what the other candidates see; a
+//! candidate counts another's lease from the moment it saw that lease change, never from
+//! the holder's wall-clock `renewTime`.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -188,7 +190,7 @@ enum LeaseError {
     Contended,
 }
 
-/// Who holds the Lease, from where `identity` stands at wall-clock `now`.
+/// Who holds the Lease, from where `identity` stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Claim {
     /// Absent, no holder, or run out: anyone may take it.
@@ -197,26 +199,48 @@ enum Claim {
     HeldBy(String),
 }
 
-/// Compares the holder's renewTime + leaseDurationSeconds with our wall clock, as
-/// client-go does; a holder with no time recorded cannot be proven alive, so it is free.
-fn claim(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Claim {
-    let Some(spec) = spec else { return Claim::Free };
-    let holder = spec.holder_identity.as_deref().unwrap_or_default();
-    if holder.is_empty() {
-        return Claim::Free;
-    }
-    if holder == identity {
-        return Claim::Ours;
-    }
-    let last = spec.renew_time.as_ref().or(spec.acquire_time.as_ref());
-    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    let expires = last.map(|MicroTime(at)| {
-        at.checked_add(SignedDuration::from_secs(seconds))
-            .unwrap_or(Timestamp::MAX)
-    });
-    match expires {
-        Some(expires) if now < expires => Claim::HeldBy(holder.to_owned()),
-        _ => Claim::Free,
+/// The other holder's record as this process last saw it, and when it saw it change.
+///
+/// client-go's rule: a lease held by another runs out a lease duration after this process
+/// *observed* its record change, on our monotonic clock. The holder's `renewTime` is
+/// another machine's wall clock; trusting it would let a clock running ahead take over
+/// a live leader's lease early, and one running behind hold on to a dead one for ever.
+#[derive(Debug, Default)]
+struct Observation {
+    record: Option<LeaseSpec>,
+    changed_at: Option<Instant>,
+}
+
+impl Observation {
+    /// Who holds the Lease at `now`; `own_duration` is our configured lease duration,
+    /// waited at least, so a holder that wrote a shorter one is not cut short.
+    fn claim(
+        &mut self,
+        spec: Option<&LeaseSpec>,
+        identity: &str,
+        own_duration: Duration,
+        now: Instant,
+    ) -> Claim {
+        let Some(spec) = spec else { return Claim::Free };
+        let holder = spec.holder_identity.as_deref().unwrap_or_default();
+        if holder.is_empty() {
+            return Claim::Free;
+        }
+        if holder == identity {
+            return Claim::Ours;
+        }
+        if self.record.as_ref() != Some(spec) {
+            self.record = Some(spec.clone());
+            self.changed_at = Some(now);
+        }
+        let written = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+        let duration = Duration::from_secs(written).max(own_duration);
+        let changed_at = self.changed_at.unwrap_or(now);
+        if now < changed_at + duration {
+            Claim::HeldBy(holder.to_owned())
+        } else {
+            Claim::Free
+        }
     }
 }
 
@@ -264,12 +288,17 @@ enum Round {
 }
 
 /// Reads the Lease and, if we may, writes ourselves in as holder.
-async fn hold(api: &Api<Lease>, config: &LeaseConfig) -> Result<Round, LeaseError> {
+async fn hold(
+    api: &Api<Lease>,
+    config: &LeaseConfig,
+    observation: &mut Observation,
+) -> Result<Round, LeaseError> {
     for _ in 0..CONFLICT_RETRIES {
         let current = api.get_opt(&config.name).await?;
         let (at, now) = (Instant::now(), Timestamp::now());
         let spec = current.as_ref().and_then(|lease| lease.spec.as_ref());
-        if let Claim::HeldBy(holder) = claim(spec, &config.identity, now) {
+        let claim = observation.claim(spec, &config.identity, config.lease_duration, at);
+        if let Claim::HeldBy(holder) = claim {
             return Ok(Round::HeldBy(holder));
         }
         let next = next_spec(spec, &config.identity, config.lease_duration, now);
@@ -337,9 +366,10 @@ async fn elect(api: Api<Lease>, config: LeaseConfig, state: watch::Sender<State>
 }
 
 async fn campaign(api: &Api<Lease>, config: &LeaseConfig) -> Instant {
+    let mut observation = Observation::default();
     loop {
         // A hung call must not stall the campaign past what a lease lasts.
-        match timeout(config.lease_duration, hold(api, config)).await {
+        match timeout(config.lease_duration, hold(api, config, &mut observation)).await {
             Ok(Ok(Round::Held { at })) => return at,
             Ok(Ok(Round::HeldBy(holder))) => {
                 debug!(%holder, "the lease is held by another candidate")
@@ -359,12 +389,13 @@ async fn keep(
     mut renewed_at: Instant,
 ) -> String {
     let mut next = renewed_at + config.renew_every;
+    let mut observation = Observation::default();
     loop {
         let expires = renewed_at + config.lease_duration;
         sleep_until(next.min(expires)).await;
         // Bounded by the validity, so `lost()` fires when the lease runs out even if the
         // apiserver hangs.
-        match timeout_at(expires, hold(api, config)).await {
+        match timeout_at(expires, hold(api, config, &mut observation)).await {
             Ok(Ok(Round::Held { at })) => {
                 renewed_at = at;
                 state.send_replace(State::Leading { renewed_at });
@@ -402,71 +433,109 @@ mod tests {
         }
     }
 
+    const FIFTEEN: Duration = Duration::from_secs(15);
+
+    /// Claims `spec` as ME, `seconds` after `start` on our monotonic clock.
+    fn claim_at(
+        observation: &mut Observation,
+        spec: Option<&LeaseSpec>,
+        start: Instant,
+        seconds: u64,
+    ) -> Claim {
+        observation.claim(spec, ME, FIFTEEN, start + Duration::from_secs(seconds))
+    }
+
+    fn other() -> Claim {
+        Claim::HeldBy("pod-b".to_owned())
+    }
+
     #[test]
-    fn who_may_take_a_lease() {
-        let other = || Claim::HeldBy("pod-b".to_owned());
+    fn who_may_take_a_lease_at_first_sight() {
+        let start = Instant::now();
         let no_times = LeaseSpec {
             holder_identity: Some("pod-b".to_owned()),
             ..LeaseSpec::default()
         };
-        let cases: Vec<(&str, Option<LeaseSpec>, i64, Claim)> = vec![
-            ("absent", None, 0, Claim::Free),
-            ("no holder", Some(LeaseSpec::default()), 0, Claim::Free),
-            ("empty holder", Some(held("", 0, 15, 1)), 1, Claim::Free),
+        let cases: Vec<(&str, Option<LeaseSpec>, Claim)> = vec![
+            ("absent", None, Claim::Free),
+            ("no holder", Some(LeaseSpec::default()), Claim::Free),
+            ("empty holder", Some(held("", 0, 15, 1)), Claim::Free),
+            ("held by other", Some(held("pod-b", 10, 15, 1)), other()),
+            // First seen now: its renewTime says nothing about our clock.
             (
-                "held by other, fresh",
-                Some(held("pod-b", 10, 15, 1)),
-                20,
+                "held by other, renewed long ago",
+                Some(held("pod-b", -9_999, 15, 1)),
                 other(),
             ),
+            ("held by other, no times", Some(no_times), other()),
+            ("held by us", Some(held(ME, 10, 15, 1)), Claim::Ours),
             (
-                "held by other, last second",
-                Some(held("pod-b", 10, 15, 1)),
-                24,
-                other(),
-            ),
-            (
-                "held by other, expired",
-                Some(held("pod-b", 10, 15, 1)),
-                25,
-                Claim::Free,
-            ),
-            (
-                "held by other, long dead",
-                Some(held("pod-b", 10, 15, 1)),
-                9_999,
-                Claim::Free,
-            ),
-            (
-                "held by us, fresh",
-                Some(held(ME, 10, 15, 1)),
-                11,
+                "held by us, renewed long ago",
+                Some(held(ME, -9_999, 15, 1)),
                 Claim::Ours,
             ),
-            (
-                "held by us, expired",
-                Some(held(ME, 10, 15, 1)),
-                9_999,
-                Claim::Ours,
-            ),
-            ("held by other, no times", Some(no_times), 0, Claim::Free),
         ];
-        for (name, spec, now, expected) in cases {
-            assert_eq!(claim(spec.as_ref(), ME, at(now)), expected, "{name}");
+        for (name, spec, expected) in cases {
+            let mut observation = Observation::default();
+            let claim = claim_at(&mut observation, spec.as_ref(), start, 0);
+            assert_eq!(claim, expected, "{name}");
         }
     }
 
     #[test]
-    fn an_unrenewed_holder_counts_from_its_acquire_time() {
-        let spec = LeaseSpec {
-            renew_time: None,
-            ..held("pod-b", 0, 15, 1)
-        };
+    fn a_lease_runs_out_a_duration_after_we_saw_it_change_whatever_the_clocks_say() {
+        let start = Instant::now();
+        // The holder's clock an hour ahead of ours, an hour behind, or equal: only how long
+        // its record stayed unchanged in our sight decides.
+        for skew in [3_600, -3_600, 0] {
+            let mut observation = Observation::default();
+            let spec = held("pod-b", skew, 15, 1);
+            let mut claim = |seconds| claim_at(&mut observation, Some(&spec), start, seconds);
+            assert_eq!(claim(0), other(), "{skew}");
+            assert_eq!(claim(14), other(), "{skew}");
+            assert_eq!(claim(15), Claim::Free, "{skew}");
+        }
+    }
+
+    #[test]
+    fn a_renew_seen_restarts_the_count() {
+        let start = Instant::now();
+        let mut observation = Observation::default();
+        let first = held("pod-b", 0, 15, 1);
+        let renewed = held("pod-b", 5, 15, 1);
+        assert_eq!(claim_at(&mut observation, Some(&first), start, 0), other());
         assert_eq!(
-            claim(Some(&spec), ME, at(14)),
-            Claim::HeldBy("pod-b".to_owned())
+            claim_at(&mut observation, Some(&renewed), start, 10),
+            other()
         );
-        assert_eq!(claim(Some(&spec), ME, at(15)), Claim::Free);
+        assert_eq!(
+            claim_at(&mut observation, Some(&renewed), start, 24),
+            other()
+        );
+        assert_eq!(
+            claim_at(&mut observation, Some(&renewed), start, 25),
+            Claim::Free
+        );
+    }
+
+    #[test]
+    fn a_shorter_written_duration_never_cuts_our_own_wait() {
+        let start = Instant::now();
+        let mut observation = Observation::default();
+        let short = held("pod-b", 0, 1, 1);
+        assert_eq!(claim_at(&mut observation, Some(&short), start, 0), other());
+        assert_eq!(claim_at(&mut observation, Some(&short), start, 14), other());
+        assert_eq!(
+            claim_at(&mut observation, Some(&short), start, 15),
+            Claim::Free
+        );
+        let long = held("pod-b", 0, 40, 2);
+        assert_eq!(claim_at(&mut observation, Some(&long), start, 50), other());
+        assert_eq!(claim_at(&mut observation, Some(&long), start, 89), other());
+        assert_eq!(
+            claim_at(&mut observation, Some(&long), start, 90),
+            Claim::Free
+        );
     }
 
     #[test]
@@ -529,6 +598,8 @@ mod tests {
         let released = released_spec(&held(ME, 5, 15, 2));
         assert_eq!(released.holder_identity, None);
         assert_eq!(released.lease_transitions, Some(2));
-        assert_eq!(claim(Some(&released), "pod-b", at(6)), Claim::Free);
+        let mut observation = Observation::default();
+        let claim = observation.claim(Some(&released), "pod-b", FIFTEEN, Instant::now());
+        assert_eq!(claim, Claim::Free);
     }
 }

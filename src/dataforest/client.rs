@@ -416,7 +416,14 @@ fn response_meta(response: &reqwest::Response) -> ResponseMeta {
         date: header(reqwest::header::DATE.as_str()).and_then(parse_http_date),
         location_host: header(reqwest::header::LOCATION.as_str())
             .and_then(|location| Url::parse(location).ok())
-            .and_then(|url| url.host_str().map(str::to_owned)),
+            .and_then(|url| {
+                // The port too: on a shared host it tells which service took the request.
+                let host = url.host_str()?;
+                Some(match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                })
+            }),
     }
 }
 

@@ -13,7 +13,9 @@ use kube::{Api, ResourceExt};
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
-use crate::world::{SECRET_KEY, SECRET_NAME, World, spec, with_world};
+use crate::world::{
+    OPERATOR_LEASE, SECRET_KEY, SECRET_NAME, World, spec, wait_for_leader, with_world,
+};
 
 fn phase(app: &AiApp) -> Option<Phase> {
     app.status.as_ref().and_then(|s| s.phase)
@@ -528,6 +530,8 @@ pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<
             Box::pin(async move {
                 let mut old =
                     crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "old-pod")?;
+                // As in a rolling update: the old pod leads when the new one starts.
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "old-pod").await?;
                 let _new =
                     crate::world::OperatorProcess::start(world, ctx.kubeconfig(), "new-pod")?;
                 for n in 0..20 {
@@ -536,6 +540,8 @@ pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<
                         .await?;
                 }
                 world.wait_for_count(5, "submitted", has_id).await?;
+                // The one stopped is the one that led through the first submits.
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "old-pod").await?;
                 let clean = old.terminate().await?;
                 ensure(clean, || {
                     format!(
@@ -545,6 +551,7 @@ pub fn two_operators_during_a_rolling_update_submit_each_aiapp_once() -> Result<
                 })?;
                 let running = |a: &AiApp| phase(a) == Some(Phase::Running);
                 let aiapps = world.wait_for_count(20, "Running", running).await?;
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "new-pod").await?;
                 assert_one_app_each(world, &aiapps, 20)
             })
         })

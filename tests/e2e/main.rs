@@ -6,12 +6,17 @@
 //! last test or on Ctrl-C.
 
 mod admission;
+mod api_faults;
 mod chaos;
 mod controller;
 mod crd;
+mod deletion;
 mod exactly_once;
 mod fixture;
+mod infra;
 mod leader;
+mod proxy;
+mod secrets;
 mod startup;
 mod world;
 
@@ -40,6 +45,18 @@ fn main() -> ExitCode {
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
         chaos::every_aiapp_gets_exactly_one_app_under_random_faults,
+        deletion::a_kill_accepted_while_the_app_stays_live_holds_the_aiapp_until_the_app_ends,
+        deletion::a_kill_that_has_not_taken_effect_is_sent_again_after_30_seconds,
+        deletion::past_the_deletion_bound_the_aiapp_is_released_with_kill_timed_out_naming_the_live_app,
+        deletion::an_operator_restarted_after_the_secret_went_releases_with_kill_skipped_and_leaves_the_app_running,
+        deletion::deleting_an_aiapp_while_its_submit_is_in_flight_kills_the_app_the_submit_made,
+        deletion::deleting_an_aiapp_whose_submit_answer_is_lost_finds_and_kills_its_app,
+        deletion::deleting_a_paused_running_aiapp_still_kills_its_app,
+        deletion::deleting_a_paused_never_submitted_aiapp_releases_it_without_an_api_call,
+        api_faults::an_html_page_on_a_read_is_retried_and_never_parks_the_aiapp,
+        api_faults::a_gateway_clock_far_off_is_named_clock_skew_and_retried,
+        api_faults::a_redirect_is_never_followed_and_its_target_receives_nothing,
+        api_faults::an_id_whose_status_write_is_refused_is_kept_and_written_later,
         controller::an_aiapp_runs_to_succeeded_with_its_status_filled_in,
         controller::a_failing_app_ends_failed,
         controller::deleting_an_aiapp_with_kill_kills_its_running_app,
@@ -71,8 +88,17 @@ fn main() -> ExitCode {
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,
-        leader::an_expired_lease_is_taken_over,
+        leader::a_dead_holders_lease_is_taken_a_lease_duration_after_it_was_first_seen,
         leader::a_leader_that_cannot_renew_loses_when_its_lease_runs_out,
+        infra::an_exclusive_test_stops_and_restarts_the_apiserver_and_keeps_its_data,
+        infra::an_exclusive_test_that_fails_or_panics_with_the_apiserver_stopped_leaves_it_running,
+        infra::a_write_through_the_proxy_lands_while_its_answer_is_held_until_release,
+        infra::status_writes_are_refused_naming_the_policy_until_allowed_or_dropped,
+        infra::an_operator_process_behind_the_proxy_leads_runs_an_aiapp_and_logs_as_asked,
+        infra::a_paused_operator_loses_its_lease_to_a_running_one_and_resumes,
+        secrets::an_endpoint_off_the_allow_list_or_malformed_names_the_secret_and_key_and_shows_no_value,
+        secrets::a_missing_or_non_utf8_key_names_the_secret_and_key_and_shows_no_value,
+        secrets::a_running_app_shows_no_secret_value_but_the_access_key_id_at_trace_level,
     ];
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();

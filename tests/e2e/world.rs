@@ -14,7 +14,9 @@ use dataforest_operator::crd::{AiApp, AiAppSpec};
 use dataforest_operator::credentials::CredentialsPolicy;
 use dataforest_operator::dataforest::RetryPolicy;
 use dataforest_operator::metrics::Metrics;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
@@ -241,6 +243,18 @@ impl OperatorProcess {
         kubeconfig: &std::path::Path,
         identity: &str,
     ) -> Result<OperatorProcess> {
+        OperatorProcess::start_with(world, kubeconfig, identity, &[])
+    }
+
+    /// Like [`OperatorProcess::start`], with `env` added to (or replacing) its settings,
+    /// e.g. `[("RUST_LOG", "trace"), ("RECOVERY_GRACE", "10s")]`. Pass a proxy's
+    /// kubeconfig to put it behind an [`crate::proxy::ApiProxy`].
+    pub fn start_with(
+        world: &World,
+        kubeconfig: &std::path::Path,
+        identity: &str,
+        env: &[(&str, &str)],
+    ) -> Result<OperatorProcess> {
         let log = std::env::temp_dir().join(format!("{}-{identity}.log", world.namespace));
         let out = std::fs::File::create(&log)?;
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_dataforest-operator"))
@@ -258,6 +272,7 @@ impl OperatorProcess {
             .env("API_TIMEOUT", "2s")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()?;
@@ -266,6 +281,46 @@ impl OperatorProcess {
             identity: identity.to_owned(),
             log,
         })
+    }
+
+    /// The process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGSTOP: the process freezes mid-step (no renew, no write, sockets left open)
+    /// until [`OperatorProcess::resume`]; dropping it still kills it.
+    #[allow(dead_code)]
+    pub fn pause(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// SIGCONT: a paused process goes on where it stopped.
+    #[allow(dead_code)]
+    pub fn resume(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    /// What the process wrote to stdout and stderr so far.
+    #[allow(dead_code)]
+    pub fn read_log(&self) -> Result<String> {
+        let bytes =
+            std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "kill -{signal} {} failed ({status})",
+            self.identity
+        );
+        Ok(())
     }
 
     /// SIGKILL: a crash, no clean-up of any kind.
@@ -335,4 +390,47 @@ where
     let outcome = body(&world).await;
     world.stop().await?;
     outcome
+}
+
+/// The operator's leader-election Lease when `LEASE_NAME` is not set.
+#[allow(dead_code)]
+pub const OPERATOR_LEASE: &str = "dataforest-operator";
+
+/// Waits until `identity` (an operator's `POD_NAME`) holds the Lease `lease_name` in
+/// `namespace` (its `POD_NAMESPACE`): named as holder, and renewed within the lease's
+/// duration. Returns the Lease as last read.
+#[allow(dead_code)]
+pub async fn wait_for_leader(
+    client: &Client,
+    namespace: &str,
+    lease_name: &str,
+    identity: &str,
+) -> Result<Lease> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let last = match leases.get_opt(lease_name).await {
+            Ok(Some(lease)) => {
+                let spec = lease.spec.clone().unwrap_or_default();
+                let holder = spec.holder_identity.clone().unwrap_or_default();
+                let renewed = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
+                let lasts =
+                    SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
+                let current = renewed
+                    .and_then(|t| t.checked_add(lasts).ok())
+                    .is_some_and(|expires| Timestamp::now() < expires);
+                if holder == identity && current {
+                    return Ok(lease);
+                }
+                format!("held by {holder:?}, renewed at {renewed:?} for {lasts}")
+            }
+            Ok(None) => "absent".to_owned(),
+            Err(error) => format!("unreadable: {error}"),
+        };
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{identity} did not hold the Lease {namespace}/{lease_name} within {PATIENCE:?}; it is {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

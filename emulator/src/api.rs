@@ -14,7 +14,7 @@ use dataforest_common::sign::{
 };
 
 use crate::apps::Owner;
-use crate::faults::{FaultKind, Faults};
+use crate::faults::{FaultKind, FaultState};
 use crate::request::{parse_id, parse_list, parse_submit};
 use crate::store::KillOutcome;
 use crate::{EmulatorAccount, Shared};
@@ -155,7 +155,7 @@ pub(crate) async fn handle(
 
 /// Faults of the network and of a proxy in front of the gateway: they strike whatever
 /// the request, signed or not.
-fn before_the_gateway(faults: &mut Faults, operation: Operation) -> Option<Answer> {
+fn before_the_gateway(faults: &mut FaultState, operation: Operation) -> Option<Answer> {
     if faults.fire(FaultKind::DropConnection, operation) {
         return Some((Reply::Drop, FaultKind::DropConnection.outcome()));
     }

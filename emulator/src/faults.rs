@@ -16,6 +16,10 @@ pub struct Faults {
     /// The gateway's clock runs this many milliseconds ahead of the true time (behind when
     /// negative): the timestamp check and every API answer's `Date` header use it.
     pub clock_offset_ms: i64,
+    /// Seeds the draws of the probabilistic faults, so a chaos run can be told apart
+    /// from another (the order in which concurrent requests draw still varies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// 429 gateway throttle (`errorCode` "410", "Throttle Limited"); nothing happens.
     pub throttle: Fault,
     /// An error answer before anything happens: 500 `unexpected error` (default status),
@@ -338,6 +342,55 @@ impl Faults {
     }
 }
 
+/// The faults in force and the generator their probabilities draw from: seeded from
+/// `seed` at the first draw, and kept when settings with the same seed replace these, so
+/// a run goes on with one sequence.
+#[derive(Debug, Default)]
+pub(crate) struct FaultState {
+    settings: Faults,
+    draws: Option<fastrand::Rng>,
+}
+
+impl FaultState {
+    pub(crate) fn new(settings: Faults) -> Self {
+        Self {
+            settings,
+            draws: None,
+        }
+    }
+
+    pub(crate) fn replace(&mut self, settings: Faults) {
+        if settings.seed.is_none() || settings.seed != self.settings.seed {
+            self.draws = None;
+        }
+        self.settings = settings;
+    }
+
+    /// Whether `kind` fires on this request of `operation` (and counts it down if so).
+    pub(crate) fn fire(&mut self, kind: FaultKind, operation: Operation) -> bool {
+        let Some(seed) = self.settings.seed else {
+            return self.settings.fire(kind, operation);
+        };
+        let fault = self.settings.get_mut(kind);
+        if !fault.armed() {
+            return false;
+        }
+        let roll = self
+            .draws
+            .get_or_insert_with(|| fastrand::Rng::with_seed(seed))
+            .f64();
+        fault.fire(operation, roll)
+    }
+}
+
+impl std::ops::Deref for FaultState {
+    type Target = Faults;
+
+    fn deref(&self) -> &Faults {
+        &self.settings
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +405,28 @@ mod tests {
         assert!(faults.fire(FaultKind::Throttle, Operation::GetDetail));
         assert!(faults.fire(FaultKind::Throttle, Operation::GetDetail));
         assert!(!faults.fire(FaultKind::Throttle, Operation::GetDetail));
+    }
+
+    #[test]
+    fn the_same_seed_fires_on_the_same_requests_and_a_replacement_goes_on() {
+        let seeded = |seed| Faults {
+            seed: Some(seed),
+            throttle: Fault::probability(0.5),
+            ..Faults::default()
+        };
+        let fired = |state: &mut FaultState, n| -> Vec<bool> {
+            (0..n)
+                .map(|_| state.fire(FaultKind::Throttle, Operation::Submit))
+                .collect()
+        };
+        let whole = fired(&mut FaultState::new(seeded(7)), 64);
+        assert_eq!(whole, fired(&mut FaultState::new(seeded(7)), 64));
+        assert_ne!(whole, fired(&mut FaultState::new(seeded(8)), 64));
+        let mut replaced = FaultState::new(seeded(7));
+        let mut halves = fired(&mut replaced, 32);
+        replaced.replace(seeded(7));
+        halves.extend(fired(&mut replaced, 32));
+        assert_eq!(halves, whole);
     }
 
     #[test]

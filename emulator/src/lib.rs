@@ -27,6 +27,7 @@ pub use faults::{Fault, Faults, InvalidFaults};
 pub use stats::Stats;
 
 use dataforest_common::sign::{SecretKey, now_millis};
+use faults::FaultState;
 use stats::Counters;
 use store::AppStore;
 
@@ -142,7 +143,7 @@ pub(crate) struct Shared {
     /// YARN cluster timestamp, part of every `appId`.
     cluster: u64,
     apps: Mutex<AppStore>,
-    faults: Mutex<Faults>,
+    faults: Mutex<FaultState>,
     counters: Counters,
 }
 
@@ -153,7 +154,7 @@ impl Shared {
         self.apps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn faults(&self) -> MutexGuard<'_, Faults> {
+    fn faults(&self) -> MutexGuard<'_, FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -192,7 +193,7 @@ impl Emulator {
             base_url: format!("http://{addr}"),
             cluster: now_millis(),
             apps: Mutex::new(AppStore::new(config.retain_apps)),
-            faults: Mutex::new(config.faults),
+            faults: Mutex::new(FaultState::new(config.faults)),
             counters: Counters::default(),
         });
         let (stop, stopped) = watch::channel(false);
@@ -234,13 +235,13 @@ impl EmulatorHandle {
     }
 
     pub fn faults(&self) -> Faults {
-        self.shared.faults().clone()
+        (**self.shared.faults()).clone()
     }
 
     /// Replaces every fault setting at once.
     pub fn set_faults(&self, faults: Faults) -> Result<(), InvalidFaults> {
         faults.validate()?;
-        *self.shared.faults() = faults;
+        self.shared.faults().replace(faults);
         Ok(())
     }
 

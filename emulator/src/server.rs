@@ -174,7 +174,7 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> (Reply, &
             "ok",
         ),
         (&Method::GET, "stats") => (Reply::Json(200, json!(stats::snapshot(shared))), "ok"),
-        (&Method::GET, "faults") => (Reply::Json(200, json!(*shared.faults())), "ok"),
+        (&Method::GET, "faults") => (Reply::Json(200, json!(**shared.faults())), "ok"),
         (&Method::POST | &Method::PUT, "faults") => {
             let parsed = serde_json::from_slice::<Faults>(body)
                 .map_err(|e| format!("invalid faults: {e}"))
@@ -183,7 +183,7 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> (Reply, &
                 Ok(faults) => {
                     tracing::info!(?faults, "faults set");
                     let answer = json!(faults);
-                    *shared.faults() = faults;
+                    shared.faults().replace(faults);
                     (Reply::Json(200, answer), "ok")
                 }
                 Err(message) => (Reply::Json(400, json!({"error": message})), "invalid"),

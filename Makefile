@@ -40,12 +40,13 @@ test: ## Run the whole test suite against a real kube-apiserver and etcd
 	bash hack/no-leftovers.sh
 
 .PHONY: chaos
-chaos: ## 300 AiApps under random faults, then the crash and rolling-update runs, 3 times
+chaos: ## 300 AiApps under faults, crashes, an apiserver restart and a paused leader, 3 rounds; prints the figures
 	bash hack/control-plane-assets.sh > /dev/null
 	for round in 1 2 3; do \
-	  CHAOS_AIAPPS=$${CHAOS_AIAPPS:-300} $(CARGO) test --test e2e -- chaos:: ; \
+	  CHAOS_AIAPPS=$${CHAOS_AIAPPS:-300} $(CARGO) test --test e2e -- chaos:: --nocapture ; \
 	  $(CARGO) test --test e2e -- controller::two_operators ; \
 	  $(CARGO) test --test e2e -- controller::an_operator_killed ; \
+	  $(CARGO) test --test e2e -- exactly_once::a_leader_stopped ; \
 	done
 
 .PHONY: bench

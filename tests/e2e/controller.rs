@@ -107,7 +107,23 @@ pub fn an_aiapp_runs_to_succeeded_with_its_status_filled_in() -> Result<(), Fail
                 for reason in ["Submitted", "Running", "Succeeded"] {
                     wait_for_event(world, "train", reason).await?;
                 }
-                Ok(())
+                // Finished: neither a change of the AiApp nor time brings an API call,
+                // over three times the longest poll interval (1 s).
+                let calls = |world: &World| {
+                    let stats = world.emulator.stats();
+                    Operation::ALL.map(|op| stats.total(op))
+                };
+                let before = calls(world);
+                let patch = serde_json::json!({"metadata": {"labels": {"looked-at": "yes"}}});
+                world
+                    .aiapps()
+                    .patch("train", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let after = calls(world);
+                ensure(before == after, || {
+                    format!("a finished AiApp made API calls: {before:?} -> {after:?}")
+                })
             })
         })
         .await
@@ -252,7 +268,7 @@ pub fn an_aiapp_waits_for_its_missing_secret_and_submits_once_it_exists() -> Res
     })
 }
 
-pub fn wrong_credentials_park_the_aiapp_without_retrying() -> Result<(), Failed> {
+pub fn wrong_credentials_park_the_aiapp_until_its_secret_is_fixed() -> Result<(), Failed> {
     fixture::run("wrong-credentials", |ctx| async move {
         let mut world =
             World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
@@ -281,10 +297,22 @@ pub fn wrong_credentials_park_the_aiapp_without_retrying() -> Result<(), Failed>
                         .await?;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                // Quiet for three times the longest back-off (poll ceiling 1 s).
+                tokio::time::sleep(Duration::from_secs(3)).await;
                 let submits = world.emulator.stats().total(Operation::Submit);
                 ensure(submits == 1, || {
                     format!("{submits} submit calls for one parked AiApp")
-                })
+                })?;
+                // The Secret fixed: the parked AiApp goes on by itself, once.
+                world.delete_secret(SECRET_NAME).await?;
+                world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+                world
+                    .wait_for("denied", "Succeeded", |a| {
+                        phase(a) == Some(Phase::Succeeded)
+                    })
+                    .await?;
+                let apps = world.emulator.apps();
+                ensure(apps.len() == 1, || format!("{} apps: {apps:?}", apps.len()))
             })
         })
         .await
@@ -672,6 +700,73 @@ pub fn an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace
                 })?;
                 ensure(world.emulator.stats().total(Operation::Submit) == 0, || {
                     "submitted".into()
+                })
+            })
+        })
+        .await
+    })
+}
+
+/// `/metrics` of the real binary, scraped as Prometheus would while it works: the one
+/// submit and the reconciles it made are counted, in the OpenMetrics text format.
+pub fn a_running_operator_counts_its_work_on_metrics() -> Result<(), Failed> {
+    fixture::run("metrics", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, move |world| {
+            Box::pin(async move {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let address = format!("127.0.0.1:{port}");
+                let _operator = crate::world::OperatorProcess::start_with(
+                    world,
+                    ctx.kubeconfig(),
+                    "op-metrics",
+                    &[("METRICS_ADDRESS", &address)],
+                )?;
+                world.create("counted", spec(0, 0, "SUCCEEDED")).await?;
+                world
+                    .wait_for("counted", "Succeeded", |a| {
+                        phase(a) == Some(Phase::Succeeded)
+                    })
+                    .await?;
+                let submitted = |line: &&str| {
+                    line.starts_with("dataforest_operator_api_calls_total{")
+                        && line.contains(r#"operation="submit""#)
+                        && line.contains(r#"outcome="Success""#)
+                };
+                let http = reqwest::Client::new();
+                let url = format!("http://{address}/metrics");
+                let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
+                let text = loop {
+                    let text = match http.get(&url).send().await {
+                        Ok(answer) => answer.text().await.unwrap_or_default(),
+                        Err(_) => String::new(),
+                    };
+                    if text.lines().any(|l| submitted(&l)) {
+                        break text;
+                    }
+                    anyhow::ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "{url} never counted the submit: {text}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                let submit_line = text.lines().find(submitted).unwrap_or_default();
+                ensure(submit_line.ends_with(" 1"), || {
+                    format!("one submit, counted as: {submit_line}")
+                })?;
+                ensure(text.ends_with("# EOF\n"), || "not OpenMetrics text".into())?;
+                let reconciles = text
+                    .lines()
+                    .find(|l| l.starts_with("dataforest_operator_reconciles_total "))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                ensure(reconciles >= 1.0, || {
+                    format!("reconciles counted: {reconciles}")
                 })
             })
         })

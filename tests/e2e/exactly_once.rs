@@ -16,7 +16,10 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
-use crate::world::{SECRET_KEY, SECRET_NAME, World, spec, with_world};
+use crate::world::{
+    OPERATOR_LEASE, OperatorProcess, SECRET_KEY, SECRET_NAME, World, spec, wait_for_leader,
+    with_world,
+};
 
 fn status(app: &AiApp) -> AiAppStatus {
     app.status.clone().unwrap_or_default()
@@ -527,6 +530,66 @@ pub fn deleting_an_aiapp_in_unknown_kills_the_candidates_that_are_certainly_its_
                     || format!("apps {states:?}"),
                 )?;
                 crate::controller::wait_for_event(world, "unsure", "Deleted").await
+            })
+        })
+        .await
+    })
+}
+
+/// Two real replicas. The leader writes its marker and is SIGSTOPped right then, with its
+/// submit on the way or about to be sent (the API answers in 3 s). The other replica
+/// takes over once the lease runs out; the stopped one, resumed, either finds its lease
+/// gone before sending (and sends nothing) or gets the answer of a submit it had sent,
+/// which the new leader found by listing. Either way: one app, and the AiApp names it.
+pub fn a_leader_stopped_between_marker_and_answer_leaves_one_app() -> Result<(), Failed> {
+    fixture::run("leader-stopped", |ctx| async move {
+        let slow = Faults {
+            latency_ms: 3_000,
+            ..Faults::default()
+        };
+        let world = World::without_operator(ctx.client.clone(), &ctx.namespace, slow).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, move |world| {
+            Box::pin(async move {
+                let kubeconfig = ctx.kubeconfig();
+                let mut first = OperatorProcess::start(world, kubeconfig, "op-first")?;
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "op-first").await?;
+                let _second = OperatorProcess::start(world, kubeconfig, "op-second")?;
+                world
+                    .create("stopped", spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+                world
+                    .wait_for("stopped", "marked", |a| {
+                        a.status.as_ref().is_some_and(|s| s.submission.is_some())
+                    })
+                    .await?;
+                first.pause()?;
+                let marked = world.aiapps().get("stopped").await?;
+                ensure(status(&marked).id.is_none(), || {
+                    "the id was written before the leader was stopped".into()
+                })?;
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "op-second").await?;
+                world.emulator.set_faults(Faults::default())?;
+                first.resume()?;
+                let app = world
+                    .wait_for("stopped", "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                // The resumed replica finds its lease gone and exits; until then it may
+                // still act on what it was doing.
+                let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
+                while !first.has_exited()? {
+                    anyhow::ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "the stopped leader never exited after its resume"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let apps = world.emulator.apps();
+                ensure(apps.len() == 1, || format!("{} apps: {apps:?}", apps.len()))?;
+                let id = status(&app).id;
+                ensure(id.as_deref() == Some(apps[0].id.as_str()), || {
+                    format!("status names {id:?}, the app is {}", apps[0].id)
+                })
             })
         })
         .await

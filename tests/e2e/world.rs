@@ -291,19 +291,16 @@ impl OperatorProcess {
 
     /// SIGSTOP: the process freezes mid-step (no renew, no write, sockets left open)
     /// until [`OperatorProcess::resume`]; dropping it still kills it.
-    #[allow(dead_code)]
     pub fn pause(&self) -> Result<()> {
         self.signal("STOP")
     }
 
     /// SIGCONT: a paused process goes on where it stopped.
-    #[allow(dead_code)]
     pub fn resume(&self) -> Result<()> {
         self.signal("CONT")
     }
 
     /// What the process wrote to stdout and stderr so far.
-    #[allow(dead_code)]
     pub fn read_log(&self) -> Result<String> {
         let bytes =
             std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
@@ -321,6 +318,11 @@ impl OperatorProcess {
             self.identity
         );
         Ok(())
+    }
+
+    /// Whether the process has ended (as a pod's container that exited); reaps it.
+    pub fn has_exited(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_some())
     }
 
     /// SIGKILL: a crash, no clean-up of any kind.
@@ -393,13 +395,11 @@ where
 }
 
 /// The operator's leader-election Lease when `LEASE_NAME` is not set.
-#[allow(dead_code)]
 pub const OPERATOR_LEASE: &str = "dataforest-operator";
 
 /// Waits until `identity` (an operator's `POD_NAME`) holds the Lease `lease_name` in
 /// `namespace` (its `POD_NAMESPACE`): named as holder, and renewed within the lease's
 /// duration. Returns the Lease as last read.
-#[allow(dead_code)]
 pub async fn wait_for_leader(
     client: &Client,
     namespace: &str,

@@ -183,12 +183,36 @@ pub fn recover(context: &RecoveryContext<'_>, listed: &[AppSummary]) -> Recovery
     };
     let grace = SignedDuration::try_from(context.grace).unwrap_or(SignedDuration::MAX);
     let grace_over = context.listed_at.duration_since(current.started_at.0) >= grace;
-    // When an earlier attempt may also have made an app, a match may be that one while
-    // this attempt's own is not listed yet, or still to come: no guessing then.
-    let others_open = context.attempts[..context.attempts.len() - 1]
+    // When an earlier attempt may also have made an app under the same prefix, a match
+    // may be that one while this attempt's own is not listed yet, or still to come: no
+    // guessing then. Under a prefix no other open attempt used (each derived attempt has
+    // its own), the name says which attempt made the app.
+    let earlier_open = &context.attempts[..context.attempts.len() - 1];
+    let shares_prefix = earlier_open
+        .iter()
+        .any(|a| a.outcome.may_have_unknown_app() && a.name_prefix == current.name_prefix);
+    let others_open = earlier_open
         .iter()
         .any(|a| a.outcome.may_have_unknown_app());
     let found = candidates(context, listed);
+    let current_made = |id: &String| {
+        listed.iter().any(|app| {
+            app.id.as_ref() == Some(id)
+                && app.name.as_deref().is_some_and(|name| {
+                    name.strip_prefix(current.name_prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('-'))
+                })
+        })
+    };
+    let mine: Vec<&String> = found.iter().filter(|id| current_made(id)).collect();
+    if let [one] = mine.as_slice()
+        && !shares_prefix
+        && context.rivals == 0
+    {
+        // An earlier attempt's app listed too is a second app: once this AiApp follows
+        // its own, the poll records that one and kills it (see the controller's poll).
+        return Recovery::Adopt((*one).clone());
+    }
     match found.as_slice() {
         [one] if context.rivals == 0 && !others_open => Recovery::Adopt(one.clone()),
         [_] if context.rivals == 0 && !grace_over => Recovery::Wait,
@@ -503,6 +527,41 @@ mod tests {
         assert_eq!(
             recover(&context(&second, &none, 0, 70), &[]),
             Recovery::Exhausted
+        );
+    }
+
+    #[test]
+    fn under_a_prefix_of_its_own_each_attempts_app_is_told_apart() {
+        let none: HashSet<String> = HashSet::new();
+        let with_prefix = |attempt, started, outcome, prefix: &str| AttemptRecord {
+            name_prefix: prefix.into(),
+            ..record(attempt, started, outcome)
+        };
+        let attempts = [
+            with_prefix(1, 0, AttemptOutcome::NotListed, "tra1x2y3"),
+            with_prefix(2, 31, AttemptOutcome::Pending, "trab7c8d"),
+        ];
+        let second = [listed("a2", "trab7c8d-abcd-efgh", Some(32))];
+        assert_eq!(
+            recover(&context(&attempts, &none, 0, 40), &second),
+            Recovery::Adopt("a2".into())
+        );
+        // The first attempt's app, listed late: it is not the current attempt's.
+        let first = [listed("a1", "tra1x2y3-abcd-efgh", Some(1))];
+        assert_eq!(
+            recover(&context(&attempts, &none, 0, 40), &first),
+            Recovery::Wait
+        );
+        // Both: the current attempt's is followed; the poll deals with the other.
+        let both = [first[0].clone(), second[0].clone()];
+        assert_eq!(
+            recover(&context(&attempts, &none, 0, 40), &both),
+            Recovery::Adopt("a2".into())
+        );
+        // Another AiApp looking under the same prefix: still no guessing.
+        assert_eq!(
+            recover(&context(&attempts, &none, 1, 62), &second),
+            Recovery::Ambiguous(vec!["a2".into()])
         );
     }
 

@@ -257,10 +257,12 @@ pub(super) struct StepRun<'a> {
 }
 
 impl StepRun<'_> {
-    /// The prefix this AiApp's submits carry: the spec's, else one derived from its uid.
-    pub fn name_prefix(&self) -> String {
+    /// The prefix attempt `attempt` carries: the spec's (the same for every attempt),
+    /// else one derived from the uid and the attempt number.
+    pub fn name_prefix(&self, attempt: i32) -> String {
         self.app.spec.name_prefix.clone().unwrap_or_else(|| {
-            name_prefix::derive(&self.app.name_any(), self.app.metadata.uid.as_deref())
+            let uid = self.app.metadata.uid.as_deref();
+            name_prefix::derive_for_attempt(&self.app.name_any(), uid, attempt)
         })
     }
 
@@ -274,7 +276,7 @@ impl StepRun<'_> {
             .for_key(&self.resolved.credentials.access_key)
             .acquire()
             .await;
-        let prefix = self.name_prefix();
+        let prefix = self.name_prefix(attempt);
         let marker = transition::marker(&base, attempt, &prefix, Timestamp::now());
         let marked = self.effects.write(self.app, &marker).await?;
         let before = current(&marked);
@@ -317,7 +319,7 @@ impl StepRun<'_> {
             id,
             reason,
             note,
-            &self.name_prefix(),
+            &self.name_prefix(crate::attempts::next_number(&self.before)),
             Timestamp::now(),
         );
         self.effects.carry_out(self.app, t, Duration::MAX).await

@@ -68,8 +68,8 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
     };
     let Some(resolved) = resolved else {
         let note = format!(
-            "released without killing app {what}: no credentials to call Data Forest with; find it with \
-             `dataforest-operator apps list --prefix <prefix>` and kill it with `dataforest-operator apps kill <id> --yes`"
+            "released without killing app {what}: no credentials to call Data Forest with; {}",
+            kill_hint(id.as_deref(), &status)
         );
         effects
             .publish(&app, &Note::warning("KillSkipped", note))
@@ -85,7 +85,8 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
         None => {
             let Some(account_id) = resolved.account_id.clone() else {
                 let note = format!(
-                    "released without killing app {what}: the Secret has no accountId to look it up"
+                    "released without killing app {what}: the Secret has no accountId to look it up; {}",
+                    kill_hint(None, &status)
                 );
                 effects
                     .publish(&app, &Note::warning("KillSkipped", note))
@@ -184,8 +185,10 @@ async fn find_apps(
     }
     // Certainly this AiApp's: every prefix it used is derived from its uid, and no other
     // AiApp looks for an app under it.
-    let derived = name_prefix::derive(&app.name_any(), Some(uid));
-    let certain = rivals == 0 && status.attempts.iter().all(|a| a.name_prefix == derived);
+    let newest = status.attempts.iter().map(|a| a.attempt).max().unwrap_or(1);
+    let derived =
+        |prefix: &str| name_prefix::is_derived(&app.name_any(), Some(uid), newest, prefix);
+    let certain = rivals == 0 && status.attempts.iter().all(|a| derived(&a.name_prefix));
     let single = found.len() == 1 && rivals == 0;
     if certain || single {
         Found::Apps {
@@ -308,6 +311,26 @@ async fn give_up(app: &AiApp, effects: &Effects<'_>, what: &str) -> Result<Actio
     Ok(Action::await_change())
 }
 
+/// How a person kills what deletion could not, with the real id or name prefixes: once
+/// the AiApp is gone, nobody can look them up in its status any more.
+fn kill_hint(id: Option<&str>, status: &AiAppStatus) -> String {
+    match id {
+        Some(id) => format!("kill it with `dataforest-operator apps kill {id} --yes`"),
+        None => {
+            let finds: Vec<String> = status
+                .attempts
+                .iter()
+                .filter(|a| a.outcome.may_have_unknown_app())
+                .map(|a| format!("`dataforest-operator apps list --prefix {}`", a.name_prefix))
+                .collect();
+            format!(
+                "find it with {} and kill it with `dataforest-operator apps kill <id> --yes`",
+                finds.join(" or ")
+            )
+        }
+    }
+}
+
 /// The name prefixes of the attempts that may have an app nobody knows the id of.
 fn prefixes_of(status: &AiAppStatus) -> String {
     let prefixes: Vec<&str> = status
@@ -325,4 +348,42 @@ fn past_bound(app: &AiApp, bound: Duration) -> bool {
     };
     let bound = SignedDuration::try_from(bound).unwrap_or(SignedDuration::MAX);
     Timestamp::now().duration_since(deleted.0) > bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AttemptOutcome, AttemptRecord};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn attempt(number: i32, prefix: &str, outcome: AttemptOutcome) -> AttemptRecord {
+        AttemptRecord {
+            attempt: number,
+            started_at: Time(Timestamp::from_second(1_700_000_000).unwrap()),
+            name_prefix: prefix.to_owned(),
+            id: None,
+            candidates: Vec::new(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_kill_hint_names_the_id_or_every_prefix_that_may_hide_an_app() {
+        let status = AiAppStatus {
+            attempts: vec![
+                attempt(1, "first01", AttemptOutcome::NotCreated),
+                attempt(2, "second02", AttemptOutcome::NotListed),
+                attempt(3, "third003", AttemptOutcome::Pending),
+            ],
+            ..AiAppStatus::default()
+        };
+        assert_eq!(
+            kill_hint(Some("abc"), &status),
+            "kill it with `dataforest-operator apps kill abc --yes`"
+        );
+        let hint = kill_hint(None, &status);
+        assert!(hint.contains("apps list --prefix second02`"), "{hint}");
+        assert!(hint.contains("apps list --prefix third003`"), "{hint}");
+        assert!(!hint.contains("first01"), "{hint}");
+    }
 }

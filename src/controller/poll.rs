@@ -102,20 +102,36 @@ impl StepRun<'_> {
             max_automatic_resubmits: 0,
         };
         let found = plan::candidates(&context, apps);
-        let derived = name_prefix::derive(&self.app.name_any(), self.app.metadata.uid.as_deref());
+        let (name, uid) = (self.app.name_any(), self.app.metadata.uid.clone());
+        let newest = status.attempts.iter().map(|a| a.attempt).max().unwrap_or(1);
         let mut notes = Vec::new();
         for id in found {
+            // The attempt whose prefix names the app; with a prefix the user set, every
+            // attempt carries it and the oldest open one takes the app.
+            let app_name = apps
+                .iter()
+                .find(|a| a.id.as_deref() == Some(id.as_str()))
+                .and_then(|a| a.name.clone())
+                .unwrap_or_default();
+            let named = |a: &&mut crate::crd::AttemptRecord| {
+                app_name
+                    .strip_prefix(a.name_prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            };
             let Some(record) = status
                 .attempts
                 .iter_mut()
-                .find(|a| open.contains(&a.attempt) && a.id.is_none())
+                .filter(|a| open.contains(&a.attempt) && a.id.is_none())
+                .find(named)
             else {
-                break;
+                continue;
             };
             record.id = Some(id.clone());
             record.outcome = AttemptOutcome::Duplicate;
             let attempt = record.attempt;
-            let certain = record.name_prefix == derived && rivals == 0;
+            let derived =
+                name_prefix::is_derived(&name, uid.as_deref(), newest, &record.name_prefix);
+            let certain = derived && rivals == 0;
             notes.push(if certain && self.dataforest.kill(&id).await.is_ok() {
                 Note::warning(
                     "DuplicateKilled",

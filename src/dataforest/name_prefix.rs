@@ -35,6 +35,24 @@ pub fn derive(name: &str, uid: Option<&str>) -> String {
     }
 }
 
+/// The prefix of attempt `attempt` of an AiApp that sets none. The first attempt's is
+/// [`derive`]'s, as before attempts had prefixes of their own; each later one is derived
+/// from the attempt number as well, so recovery can tell by an app's name alone which
+/// attempt made it.
+pub fn derive_for_attempt(name: &str, uid: Option<&str>, attempt: i32) -> String {
+    if attempt <= 1 {
+        return derive(name, uid);
+    }
+    let seed = format!("{}/attempt-{attempt}", uid.unwrap_or(name));
+    derive(name, Some(&seed))
+}
+
+/// Whether `prefix` is one the operator derived for some attempt of this AiApp (up to
+/// `attempts`): an app under it is certainly this AiApp's, since no person chose it.
+pub fn is_derived(name: &str, uid: Option<&str>, attempts: i32, prefix: &str) -> bool {
+    (1..=attempts.max(1)).any(|attempt| derive_for_attempt(name, uid, attempt) == prefix)
+}
+
 /// Whether `prefix` is one the operator would send (the CRD's pattern and bounds).
 pub fn is_valid(prefix: &str) -> bool {
     (NAME_PREFIX_MIN as usize..=NAME_PREFIX_MAX as usize).contains(&prefix.len())
@@ -63,6 +81,26 @@ fn base36_hash(input: &str, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_attempt_gets_its_own_valid_prefix_and_the_first_keeps_the_old_one() {
+        let uid = Some("0f1e2d3c-aaaa-bbbb-cccc-111122223333");
+        let prefixes: Vec<String> = (1..=12)
+            .map(|attempt| derive_for_attempt("train-resnet", uid, attempt))
+            .collect();
+        assert_eq!(prefixes[0], derive("train-resnet", uid));
+        let distinct: std::collections::HashSet<&String> = prefixes.iter().collect();
+        assert_eq!(distinct.len(), prefixes.len(), "{prefixes:?}");
+        assert!(
+            prefixes.iter().all(|p| is_valid(p) && p.starts_with("tra")),
+            "{prefixes:?}"
+        );
+        assert!(is_derived("train-resnet", uid, 12, &prefixes[11]));
+        assert!(!is_derived("train-resnet", uid, 11, &prefixes[11]));
+        assert!(!is_derived("train-resnet", uid, 12, "mine"));
+        let other = derive_for_attempt("train-resnet", Some("another-uid"), 2);
+        assert_ne!(other, prefixes[1]);
+    }
 
     #[test]
     fn a_derived_prefix_is_always_valid() {

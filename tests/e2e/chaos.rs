@@ -400,7 +400,8 @@ struct Outcome {
     duplicates: usize,
     /// AiApps ended or in flight with no app, outside Unknown.
     lost: Vec<String>,
-    unknown: usize,
+    /// AiApps waiting for a person, with what their status says.
+    unknown: Vec<String>,
     /// Apps no AiApp names in its status.
     orphans: Vec<String>,
     /// AiApps with an app their status does not name.
@@ -416,7 +417,7 @@ impl Outcome {
             aiapps: aiapps.len(),
             duplicates: 0,
             lost: Vec::new(),
-            unknown: 0,
+            unknown: Vec::new(),
             orphans: Vec::new(),
             unnamed: Vec::new(),
             broken: Vec::new(),
@@ -448,7 +449,18 @@ impl Outcome {
                 outcome.unnamed.push(name.clone());
             }
             if status.phase == Some(Phase::Unknown) {
-                outcome.unknown += 1;
+                let attempts: Vec<String> = status
+                    .attempts
+                    .iter()
+                    .map(|a| format!("{} {:?} {} {:?}", a.attempt, a.outcome, a.name_prefix, a.id))
+                    .collect();
+                outcome.unknown.push(format!(
+                    "{name}: {} (attempts {attempts:?}; apps {:?})",
+                    status.message.unwrap_or_default(),
+                    own.iter()
+                        .map(|a| format!("{} {}", a.id, a.name))
+                        .collect::<Vec<_>>()
+                ));
                 continue;
             }
             if own.is_empty() {
@@ -533,7 +545,7 @@ impl Outcome {
                 self.duplicates.to_string(),
             ),
             ("lost".into(), self.lost.len().to_string()),
-            ("Unknown".into(), self.unknown.to_string()),
+            ("Unknown".into(), self.unknown.len().to_string()),
             (
                 "API calls per AiApp (submit, getDetail, getList, kill)".into(),
                 format!(
@@ -551,6 +563,9 @@ impl Outcome {
         ];
         for (figure, value) in rows {
             let _ = writeln!(out, "| {figure} | {value} |");
+        }
+        for unknown in &self.unknown {
+            let _ = writeln!(out, "Unknown: {unknown}");
         }
         out
     }

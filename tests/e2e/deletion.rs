@@ -393,11 +393,7 @@ pub fn an_operator_restarted_after_the_secret_went_releases_with_kill_skipped_an
                 let event = wait_for_event(world, "forgotten", "KillSkipped").await?;
                 ensure_warning_says(
                     &event,
-                    &[
-                        &id,
-                        "dataforest-operator apps list",
-                        "dataforest-operator apps kill",
-                    ],
+                    &[&format!("dataforest-operator apps kill {id} --yes")],
                 )?;
                 let state = app_state(world, &id);
                 ensure(state.as_deref() == Some("RUNNING"), || {

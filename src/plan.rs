@@ -136,6 +136,13 @@ pub struct RecoveryContext<'a> {
     pub max_automatic_resubmits: usize,
 }
 
+/// Whether an app named `name` was submitted with `prefix` (Data Forest names apps
+/// `<prefix>-xxxx-xxxx`).
+pub fn carries_prefix(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// The apps in `listed` that may be this AiApp's: named after the prefix of one of its
 /// attempts that may have an unknown app, started after the earliest of their markers
 /// (less the clock slack), not killed, not ended before that marker, not held by another
@@ -155,12 +162,8 @@ pub fn candidates(context: &RecoveryContext<'_>, listed: &[AppSummary]) -> Vec<S
         .iter()
         .filter_map(|a| a.id.as_deref())
         .collect();
-    let named_by_an_attempt = |name: &str| {
-        open.iter().any(|a| {
-            name.strip_prefix(a.name_prefix.as_str())
-                .is_some_and(|rest| rest.starts_with('-'))
-        })
-    };
+    let named_by_an_attempt =
+        |name: &str| open.iter().any(|a| carries_prefix(name, &a.name_prefix));
     listed
         .iter()
         .filter(|app| app.name.as_deref().is_some_and(named_by_an_attempt))
@@ -198,10 +201,10 @@ pub fn recover(context: &RecoveryContext<'_>, listed: &[AppSummary]) -> Recovery
     let current_made = |id: &String| {
         listed.iter().any(|app| {
             app.id.as_ref() == Some(id)
-                && app.name.as_deref().is_some_and(|name| {
-                    name.strip_prefix(current.name_prefix.as_str())
-                        .is_some_and(|rest| rest.starts_with('-'))
-                })
+                && app
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| carries_prefix(name, &current.name_prefix))
         })
     };
     let mine: Vec<&String> = found.iter().filter(|id| current_made(id)).collect();

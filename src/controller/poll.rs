@@ -114,9 +114,7 @@ impl StepRun<'_> {
                 .and_then(|a| a.name.clone())
                 .unwrap_or_default();
             let named = |a: &&mut crate::crd::AttemptRecord| {
-                app_name
-                    .strip_prefix(a.name_prefix.as_str())
-                    .is_some_and(|rest| rest.starts_with('-'))
+                plan::carries_prefix(&app_name, &a.name_prefix)
             };
             let Some(record) = status
                 .attempts

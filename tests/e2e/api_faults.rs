@@ -15,11 +15,7 @@ use dataforest_operator::status::condition;
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure, refuse_status_writes};
-use crate::world::{PATIENCE, SECRET_KEY, SECRET_NAME, World, spec, with_world};
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
-}
+use crate::world::{PATIENCE, SECRET_KEY, SECRET_NAME, World, phase, spec, with_world};
 
 /// The reason and message of condition `type_`, when it is False.
 fn failing(app: &AiApp, type_: &str) -> Option<(String, String)> {

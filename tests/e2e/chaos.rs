@@ -19,7 +19,7 @@ use libtest_mimic::Failed;
 use tokio::time::{Instant, sleep};
 
 use crate::fixture::{self, TestContext, ensure, refuse_status_writes};
-use crate::world::{OPERATOR_LEASE, OperatorProcess, SECRET_KEY, World, spec, with_world};
+use crate::world::{OPERATOR_LEASE, OperatorProcess, SECRET_KEY, World, phase, spec, with_world};
 
 fn aiapp_count(default: usize) -> usize {
     std::env::var("CHAOS_AIAPPS")
@@ -36,10 +36,6 @@ fn chaos_seed() -> u64 {
         .unwrap_or_else(|| fastrand::u64(..));
     println!("chaos seed {seed} (CHAOS_SEED={seed} repeats it)");
     seed
-}
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
 }
 
 /// The faults of the API that every chaos run keeps up all along. Each fires on the

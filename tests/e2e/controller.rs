@@ -14,21 +14,9 @@ use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
 use crate::world::{
-    OPERATOR_LEASE, SECRET_KEY, SECRET_NAME, World, spec, wait_for_leader, with_world,
+    OPERATOR_LEASE, SECRET_KEY, SECRET_NAME, World, app_state, condition, phase, spec,
+    wait_for_leader, with_world,
 };
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
-}
-
-fn condition<'a>(app: &'a AiApp, type_: &str) -> Option<(&'a str, &'a str)> {
-    app.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
 
 async fn event_reasons(world: &World, name: &str) -> Result<Vec<String>> {
     let events: Api<Event> = Api::namespaced(world.client.clone(), &world.namespace);
@@ -164,15 +152,6 @@ async fn delete_running(world: &World, name: &str, policy: DeletionPolicy) -> Re
         .await?;
     world.wait_gone(name).await?;
     Ok(id)
-}
-
-fn app_state(world: &World, id: &str) -> Option<String> {
-    world
-        .emulator
-        .apps()
-        .into_iter()
-        .find(|a| a.id == id)
-        .map(|a| a.state)
 }
 
 pub fn deleting_an_aiapp_with_kill_kills_its_running_app() -> Result<(), Failed> {

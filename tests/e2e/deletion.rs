@@ -19,34 +19,12 @@ use libtest_mimic::Failed;
 use tokio::time::Instant;
 
 use crate::fixture::{self, TestContext, ensure};
-use crate::world::{PATIENCE, SECRET_KEY, SECRET_NAME, World, spec, with_world};
+use crate::world::{
+    PATIENCE, SECRET_KEY, SECRET_NAME, World, app_state, condition, phase, spec, with_world,
+};
 
 /// An hour: the app runs until it is killed.
 const LONG_MS: u64 = 3_600_000;
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
-}
-
-/// (status, reason) of the condition `type_`.
-fn condition<'a>(app: &'a AiApp, type_: &str) -> Option<(&'a str, &'a str)> {
-    app.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-/// The state the emulator shows for app `id`, if it holds it.
-fn app_state(world: &World, id: &str) -> Option<String> {
-    world
-        .emulator
-        .apps()
-        .into_iter()
-        .find(|a| a.id == id)
-        .map(|a| a.state)
-}
 
 /// Whether Data Forest shows the app as not ended.
 fn is_live(state: Option<&str>) -> bool {

@@ -17,16 +17,12 @@ use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
 use crate::world::{
-    OPERATOR_LEASE, OperatorProcess, SECRET_KEY, SECRET_NAME, World, spec, wait_for_leader,
+    OPERATOR_LEASE, OperatorProcess, SECRET_KEY, SECRET_NAME, World, phase, spec, wait_for_leader,
     with_world,
 };
 
 fn status(app: &AiApp) -> AiAppStatus {
     app.status.clone().unwrap_or_default()
-}
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
 }
 
 fn synced_reason(app: &AiApp) -> Option<String> {

@@ -24,7 +24,7 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, TestContext};
-use crate::world::{ACCESS_KEY, OperatorProcess, PATIENCE, World, spec};
+use crate::world::{ACCESS_KEY, OperatorProcess, PATIENCE, World, phase, spec};
 
 /// Every recognisable value starts with this; nothing else in a test does.
 const CANARY: &str = "LEAKCANARY";
@@ -565,10 +565,6 @@ async fn outcome_of(
         ));
     }
     Ok(())
-}
-
-fn phase(app: &AiApp) -> Option<Phase> {
-    app.status.as_ref().and_then(|s| s.phase)
 }
 
 /// (status, reason, message) of the condition `type_`.

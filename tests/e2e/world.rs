@@ -10,7 +10,7 @@ use dataforest_emulator::{
     AppSnapshot, Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline,
 };
 use dataforest_operator::controller::{self, ControllerConfig, Runtime};
-use dataforest_operator::crd::{AiApp, AiAppSpec};
+use dataforest_operator::crd::{AiApp, AiAppSpec, Phase};
 use dataforest_operator::credentials::CredentialsPolicy;
 use dataforest_operator::dataforest::RetryPolicy;
 use dataforest_operator::metrics::Metrics;
@@ -433,4 +433,29 @@ pub async fn wait_for_leader(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The AiApp's phase, if it has a status.
+pub fn phase(app: &AiApp) -> Option<Phase> {
+    app.status.as_ref().and_then(|s| s.phase)
+}
+
+/// (status, reason) of the AiApp's condition `type_`.
+pub fn condition<'a>(app: &'a AiApp, type_: &str) -> Option<(&'a str, &'a str)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+/// The state the emulator shows for app `id`, if it holds it.
+pub fn app_state(world: &World, id: &str) -> Option<String> {
+    world
+        .emulator
+        .apps()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| a.state)
 }

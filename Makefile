@@ -49,8 +49,16 @@ chaos: ## 300 AiApps under faults, crashes, an apiserver restart and a paused le
 	  $(CARGO) test --test e2e -- exactly_once::a_leader_stopped ; \
 	done
 
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: ## Emulator throughput (submits/s) and memory while apps churn
+bench: ## The operator on a burst of AiApps, 3 fresh control planes: rates, latency, cost, RSS, CPU (BENCH_ARGS="--aiapps 1000 --api-latency 100ms")
+	bash hack/control-plane-assets.sh > /dev/null
+	$(CARGO) build --release -p dataforest-operator --bin dataforest-operator -p dataforest-bench
+	target/release/dataforest-bench $(BENCH_ARGS)
+
+.PHONY: bench-emulator
+bench-emulator: ## Emulator throughput (submits/s) and memory while apps churn
 	$(CARGO) bench --bench emulator
 
 .PHONY: lint

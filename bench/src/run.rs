@@ -1,0 +1,449 @@
+//! One repeat: a fresh control plane and emulator, the operator started as a process, the
+//! AiApps created, and everything measured until they have ended and the operator rests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dataforest_emulator::{Emulator, EmulatorConfig, Faults, Timeline};
+use dataforest_operator::crd::AiApp;
+use dataforest_operator::dataforest::Operation;
+use dataforest_testenv::{Assets, ControlPlane};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use tokio::time::{Instant, sleep};
+
+use crate::figures::{Figures, secs};
+use crate::{Args, Arrival};
+
+const NAMESPACE: &str = "bench";
+const ACCESS_KEY: &str = "BENCHACCESSKEY000001";
+const SECRET_KEY: &str = "bench-secret-key";
+const ACCOUNT_ID: &str = "benchAccount00000001";
+const IDENTITY: &str = "bench-operator";
+/// How long the apps run once accepted: long enough that polls overlap the submits.
+const RUNNING: Duration = Duration::from_secs(3);
+/// Bound on every wait of a repeat.
+const PATIENCE: Duration = Duration::from_secs(1800);
+
+/// The operator process, killed when dropped.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
+    let plane = tokio::task::spawn_blocking(move || ControlPlane::start(assets)).await??;
+    let client = plane.client().await?;
+    let crd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/aiapps.dataforest.dev.yaml"
+    );
+    let applied = plane
+        .kubectl()
+        .args(["apply", "--server-side", "-f", crd])
+        .output()?;
+    anyhow::ensure!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    let aiapps: Api<AiApp> = Api::namespaced(client.clone(), NAMESPACE);
+    let until = Instant::now() + Duration::from_secs(60);
+    while aiapps.list(&Default::default()).await.is_err() {
+        anyhow::ensure!(Instant::now() < until, "the AiApp CRD was never served");
+        sleep(Duration::from_millis(200)).await;
+    }
+
+    let emulator = Emulator::start(
+        EmulatorConfig::default()
+            .with_account(ACCESS_KEY, SECRET_KEY, ACCOUNT_ID)
+            .with_timeline(Timeline {
+                accepted: Duration::from_millis(200),
+                running: RUNNING,
+            })
+            .with_faults(Faults {
+                latency_ms: args.api_latency.as_millis() as u64,
+                ..Faults::default()
+            }),
+    )
+    .await?;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ncp-credentials"},
+        "stringData": {
+            "accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "accountId": ACCOUNT_ID,
+            "endpoint": emulator.url(),
+        },
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
+
+    let kube_before = apiserver_requests(&client).await?;
+    let log = std::fs::File::create(plane.dir().join("operator.log"))?;
+    let mut command = Command::new(&args.operator);
+    command
+        .arg("run")
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("WATCH_NAMESPACE", NAMESPACE)
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("POD_NAME", IDENTITY)
+        .env("DATAFOREST_ALLOWED_ENDPOINTS", emulator.url())
+        .env("METRICS_ADDRESS", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(args.operator_env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log);
+    let operator = Operator(command.spawn()?);
+    let pid = operator.0.id();
+    wait_leading(&client).await?;
+    let cpu_start = cpu_seconds(pid)?;
+
+    // The operator's memory, sampled until the end of the repeat.
+    let peak_rss = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let peak = peak_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kb) = rss_kb(pid) {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // When each AiApp first showed an id, and when it ended.
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let watching = {
+        let seen = seen.clone();
+        let aiapps = aiapps.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(aiapps, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                let (Ok(watcher::Event::Apply(app)) | Ok(watcher::Event::InitApply(app))) = event
+                else {
+                    continue;
+                };
+                seen.lock().expect("not poisoned").saw(&app, Instant::now());
+            }
+        })
+    };
+
+    let created = create_all(&aiapps, args).await?;
+    let first_create = created.values().min().copied().context("nothing created")?;
+    let last_create = created.values().max().copied().context("nothing created")?;
+    let n = args.aiapps;
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let (ids, ended) = {
+            let seen = seen.lock().expect("not poisoned");
+            (seen.id_at.len(), seen.ended_at.len())
+        };
+        if ids >= n && ended >= n {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "after {PATIENCE:?}: {ids} of {n} AiApps have an id, {ended} ended"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let cpu_end = cpu_seconds(pid)?;
+    let (mut create_to_id, last_id, last_end) = {
+        let seen = seen.lock().expect("not poisoned");
+        let latencies: Vec<f64> = created
+            .iter()
+            .filter_map(|(name, at)| seen.id_at.get(name).map(|id| secs(*id - *at)))
+            .collect();
+        let last_id = seen.id_at.values().max().copied().unwrap_or(first_create);
+        let last_end = seen
+            .ended_at
+            .values()
+            .max()
+            .copied()
+            .unwrap_or(first_create);
+        (latencies, last_id, last_end)
+    };
+    create_to_id.sort_by(f64::total_cmp);
+    let stats = emulator.stats();
+    let api_calls_per_aiapp = Operation::ALL
+        .into_iter()
+        .map(|op| (op.as_str().to_owned(), stats.total(op) as f64 / n as f64))
+        .collect();
+    let kube_after = apiserver_requests(&client).await?;
+    let kube_per_aiapp = kube_after
+        .iter()
+        .map(|(what, count)| {
+            let before = kube_before.get(what).copied().unwrap_or(0.0);
+            (what.clone(), (count - before) / n as f64)
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
+
+    // At rest: every AiApp has ended; nothing should happen.
+    let rest_calls_before: u64 = Operation::ALL
+        .into_iter()
+        .map(|op| emulator.stats().total(op))
+        .sum();
+    let rest_writes_before = writes(&apiserver_requests(&client).await?);
+    let rest_cpu_before = cpu_seconds(pid)?;
+    sleep(args.rest).await;
+    let rest_calls_after: u64 = Operation::ALL
+        .into_iter()
+        .map(|op| emulator.stats().total(op))
+        .sum();
+    let rest_writes_after = writes(&apiserver_requests(&client).await?);
+    let rest_cpu_after = cpu_seconds(pid)?;
+
+    sampler.abort();
+    watching.abort();
+    drop(operator);
+    let capacity = status_patch_capacity(&aiapps, &created).await?;
+    emulator.shutdown().await;
+    drop(plane);
+
+    Ok(Figures {
+        aiapps: n,
+        create_rate: n as f64 / secs(last_create - first_create).max(1e-3),
+        submitted_rate: n as f64 / secs(last_id - first_create).max(1e-3),
+        create_to_id,
+        all_terminal_s: secs(last_end - first_create),
+        api_calls_per_aiapp,
+        kube_per_aiapp,
+        peak_rss_mb: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
+        cpu_s: cpu_end - cpu_start,
+        rest_api_calls: rest_calls_after - rest_calls_before,
+        rest_kube_writes: (rest_writes_after - rest_writes_before).max(0.0) as u64,
+        rest_cpu_s: rest_cpu_after - rest_cpu_before,
+        apiserver_status_patches_per_s: capacity,
+    })
+}
+
+/// First sightings per AiApp name.
+#[derive(Default)]
+struct Seen {
+    id_at: HashMap<String, Instant>,
+    ended_at: HashMap<String, Instant>,
+}
+
+impl Seen {
+    fn saw(&mut self, app: &AiApp, at: Instant) {
+        let name = app.metadata.name.clone().unwrap_or_default();
+        let Some(status) = app.status.as_ref() else {
+            return;
+        };
+        if status.id.is_some() {
+            self.id_at.entry(name.clone()).or_insert(at);
+        }
+        if status.phase.is_some_and(|p| p.is_terminal()) {
+            self.ended_at.entry(name).or_insert(at);
+        }
+    }
+}
+
+/// Creates the AiApps as `args.arrival` says; returns when each create was answered.
+async fn create_all(aiapps: &Api<AiApp>, args: &Args) -> Result<HashMap<String, Instant>> {
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let n = args.aiapps;
+    let make = |i: usize| {
+        let aiapps = aiapps.clone();
+        let created = created.clone();
+        async move {
+            let name = format!("bench-{i:05}");
+            let app = AiApp::new(&name, spec());
+            aiapps.create(&PostParams::default(), &app).await?;
+            created
+                .lock()
+                .expect("not poisoned")
+                .insert(name, Instant::now());
+            anyhow::Ok(())
+        }
+    };
+    match args.arrival {
+        Arrival::Burst => {
+            let workers = (0..16).map(|_| {
+                let next = next.clone();
+                async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return anyhow::Ok(());
+                        }
+                        make(i).await?;
+                    }
+                }
+            });
+            for outcome in futures::future::join_all(workers).await {
+                outcome?;
+            }
+        }
+        Arrival::Rate(per_second) => {
+            let mut ticks =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second)));
+            let mut pending = Vec::with_capacity(n);
+            for i in 0..n {
+                ticks.tick().await;
+                pending.push(tokio::spawn(make(i)));
+            }
+            for task in pending {
+                task.await??;
+            }
+        }
+    }
+    let created = std::mem::take(&mut *created.lock().expect("not poisoned"));
+    Ok(created)
+}
+
+fn spec() -> dataforest_operator::crd::AiAppSpec {
+    serde_json::from_value(serde_json::json!({
+        "aiWorkspaceId": "6ZKSGoSJMMwctK257nxgiL",
+        "docker": {"image": "nvcr.io/nvidia/pytorch:24.01-py3", "command": "python train.py"},
+        "resource": {"gpuCount": 1, "gpuModel": "T4"},
+        "credentials": {"secretName": "ncp-credentials"},
+    }))
+    .expect("a valid spec")
+}
+
+async fn wait_leading(client: &kube::Client) -> Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(lease)) = leases.get_opt("dataforest-operator").await
+            && lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(IDENTITY)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < until, "the operator never led");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `apiserver_request_total` summed by `<resource>[/<subresource>] <writes|reads>`.
+async fn apiserver_requests(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut totals = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            let key = format!("{name}=\"");
+            labels
+                .split_once(&key)
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(value, _)| value.to_owned())
+                .unwrap_or_default()
+        };
+        let resource = label("resource");
+        if !matches!(
+            resource.as_str(),
+            "aiapps" | "events" | "leases" | "secrets"
+        ) {
+            continue;
+        }
+        let subresource = label("subresource");
+        let kind = match label("verb").as_str() {
+            "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY" => "writes",
+            _ => "reads",
+        };
+        let what = if subresource.is_empty() {
+            format!("{resource} {kind}")
+        } else {
+            format!("{resource}/{subresource} {kind}")
+        };
+        *totals.entry(what).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(totals)
+}
+
+fn writes(totals: &BTreeMap<String, f64>) -> f64 {
+    totals
+        .iter()
+        .filter(|(what, _)| what.ends_with(" writes") && !what.starts_with("leases"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The apiserver's capacity for this CRD: status merge patches per second from 16 at
+/// once, for 5 s, with no operator running.
+async fn status_patch_capacity(
+    aiapps: &Api<AiApp>,
+    created: &HashMap<String, Instant>,
+) -> Result<f64> {
+    let names: Arc<Vec<String>> = Arc::new(created.keys().cloned().collect());
+    let done = Arc::new(AtomicUsize::new(0));
+    let until = Instant::now() + Duration::from_secs(5);
+    let started = Instant::now();
+    let workers = (0..16).map(|worker| {
+        let (aiapps, names, done) = (aiapps.clone(), names.clone(), done.clone());
+        async move {
+            let mut i = worker;
+            while Instant::now() < until {
+                let name = &names[i % names.len()];
+                let patch =
+                    serde_json::json!({"status": {"message": format!("capacity probe {i}")}});
+                aiapps
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 16;
+            }
+            anyhow::Ok(())
+        }
+    });
+    for outcome in futures::future::join_all(workers).await {
+        outcome?;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / secs(started.elapsed()))
+}
+
+/// Resident memory of `pid` in KiB, from `/proc`.
+fn rss_kb(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU seconds of `pid`, from `/proc/<pid>/stat` (clock ticks of 1/100 s,
+/// the kernel's USER_HZ on Linux).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat: the operator exited"))?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}

@@ -168,15 +168,23 @@ pub(super) async fn resolve_credentials(
 ) -> Result<ResolvedCredentials, CredentialsError> {
     let reference = credentials::secret_ref(app).ok_or(CredentialsError::NotConfigured)?;
     let namespace = app.namespace().unwrap_or_default();
+    let used = super::secrets_seen::SecretUse::new(&namespace, reference);
+    if let Some(unchanged) = ctx.secrets_seen.current(&used) {
+        return Ok(unchanged);
+    }
     let secrets = Api::namespaced(ctx.client.clone(), &namespace);
     let resolving = credentials::resolve(&secrets, &namespace, reference, &ctx.config.credentials);
-    match tokio::time::timeout(super::KUBE_CALL_TIMEOUT, resolving).await {
+    let resolved = match tokio::time::timeout(super::KUBE_CALL_TIMEOUT, resolving).await {
         Ok(result) => result,
         Err(_) => Err(CredentialsError::Timeout {
             namespace,
             name: reference.secret_name.clone(),
         }),
+    };
+    if let Ok(resolved) = &resolved {
+        ctx.secrets_seen.keep(used, resolved);
     }
+    resolved
 }
 
 /// Writes an id that a submit answered and an earlier write could not store: before any

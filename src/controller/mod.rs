@@ -11,6 +11,7 @@ mod listing;
 mod memory;
 mod poll;
 mod recover;
+mod secrets_seen;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -35,6 +36,7 @@ use crate::dataforest::budget::{Budget, Budgets};
 use crate::dataforest::{ClientConfig, DataForestApi, DataForestClient, RetryPolicy};
 use crate::leader::Leadership;
 use crate::metrics::{InstrumentedApi, Metrics};
+use secrets_seen::SecretsSeen;
 
 use keys::Refusals;
 use listing::Listings;
@@ -171,6 +173,8 @@ pub struct Context {
     budgets: Arc<Budgets>,
     refusals: Refusals,
     listings: Listings,
+    /// Credentials resolved from Secrets the watch shows unchanged since.
+    secrets_seen: SecretsSeen,
 }
 
 impl Context {
@@ -338,7 +342,8 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let store = controller.store();
     let mapping_store = store.clone();
-    // Secrets are watched by metadata only: the operator never caches their values.
+    // Secrets are watched by metadata only: no whole Secret is ever held. The watch also
+    // tells `secrets_seen` which version of each Secret its resolved credentials are of.
     let secrets: Api<PartialObjectMeta<Secret>> = secrets;
     let concurrency = config.concurrency;
     let budgets = Budgets::new(config.api_budget);
@@ -354,13 +359,20 @@ pub async fn run(
         budgets,
         refusals: Refusals::default(),
         listings: Listings::default(),
+        secrets_seen: SecretsSeen::default(),
     });
+    let seen_by_watch = ctx.clone();
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));
     controller
         .watches(secrets, watcher::Config::default(), move |secret| {
             let namespace = secret.namespace();
             let name = secret.name_any();
+            seen_by_watch.secrets_seen.saw(
+                namespace.as_deref().unwrap_or_default(),
+                &name,
+                secret.resource_version(),
+            );
             mapping_store
                 .state()
                 .into_iter()

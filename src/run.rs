@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long, env = "API_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub api_timeout: Duration,
     /// AiApps reconciled at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]

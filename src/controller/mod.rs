@@ -95,7 +95,7 @@ impl Default for ControllerConfig {
             api_timeout: Duration::from_secs(10),
             api_retry: RetryPolicy::default(),
             api_budget: Budget::default(),
-            concurrency: 8,
+            concurrency: 32,
             instance: "dataforest-operator".to_owned(),
         }
     }

@@ -3,16 +3,12 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use dataforest_common::Operation;
 use dataforest_common::sign::now_millis;
 use dataforest_emulator::{Emulator, Fault, Faults, Stats, Timeline};
 use futures::StreamExt as _;
 use serde_json::json;
 use support::*;
-use tokio::io::AsyncBufReadExt as _;
 
 #[tokio::test]
 async fn a_request_signed_by_an_independent_hmac_is_accepted() {
@@ -424,44 +420,9 @@ async fn the_emulator_refuses_to_start_without_credentials() {
 }
 
 /// The `dataforest-emulator` binary, killed when the test ends however it ends.
-struct EmulatorProcess(tokio::process::Child);
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 #[tokio::test]
 async fn the_emulator_binary_serves_on_the_port_it_prints() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-emulator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--accepted-ms",
-            "0",
-            "--running-ms",
-            "0",
-        ])
-        .args(["--credential", &format!("{AK1}:{SK1}:{ACCOUNT1}")])
-        .env_remove("DATAFOREST_EMULATOR_CREDENTIALS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = EmulatorProcess(child);
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line
-        .strip_prefix("dataforest emulator listening on ")
-        .expect(&line)
-        .to_owned();
+    let (guard, url) = spawn_binary(&["--accepted-ms", "0", "--running-ms", "0"]).await;
     let raw = Raw::at(&url);
     let (status, created) = raw.post(SUBMIT, &submit_body()).await;
     assert_eq!(status, 200, "{created}");

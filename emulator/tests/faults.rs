@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use dataforest_common::Operation;
@@ -14,7 +13,6 @@ use jiff::{SignedDuration, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::*;
-use tokio::io::AsyncBufReadExt as _;
 
 /// Apps that go RUNNING at once and stay so for the whole test.
 const RUNNING: Timeline = Timeline {
@@ -520,37 +518,9 @@ async fn an_offset_beyond_ten_years_is_refused() {
 }
 
 /// The `dataforest-emulator` binary, killed when the test ends however it ends.
-struct EmulatorProcess(tokio::process::Child);
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_takes_the_gateway_clock_offset_as_a_flag() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-emulator"))
-        .args(["--listen", "127.0.0.1:0", "--clock-offset-ms", "-600000"])
-        .args(["--credential", &format!("{AK1}:{SK1}:{ACCOUNT1}")])
-        .env_remove("DATAFOREST_EMULATOR_CREDENTIALS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = EmulatorProcess(child);
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line
-        .strip_prefix("dataforest emulator listening on ")
-        .expect(&line)
-        .to_owned();
+    let (guard, url) = spawn_binary(&["--clock-offset-ms", "-600000"]).await;
     let raw = Raw::at(&url);
     let response = send(&raw, LIST, &json!({"search": {"accountId": ACCOUNT1}})).await;
     assert_eq!(response.status().as_u16(), 401);

@@ -158,3 +158,41 @@ pub async fn read(request: reqwest::RequestBuilder) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// The `dataforest-emulator` binary, killed when dropped (also when a test fails).
+pub struct EmulatorProcess(tokio::process::Child);
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+/// Starts the binary on a free port with account 1 and `args`; returns it and the URL it
+/// printed.
+pub async fn spawn_binary(args: &[&str]) -> (EmulatorProcess, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataforest-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .args(["--credential", &format!("{AK1}:{SK1}:{ACCOUNT1}")])
+        .env_remove("DATAFOREST_EMULATOR_CREDENTIALS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let process = EmulatorProcess(child);
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line
+        .strip_prefix("dataforest emulator listening on ")
+        .expect(&line)
+        .to_owned();
+    (process, url)
+}

@@ -176,9 +176,10 @@ async fn list_as_json_is_an_array_of_the_items_sorted_by_start_time() {
     assert_eq!(run.code, Some(0), "{run:?}");
     let items: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(items.len(), 3);
-    let starts: Vec<&str> = items
+    // Compared as times: as text, "…55.711Z" sorts before "…55.71Z".
+    let starts: Vec<k8s_openapi::jiff::Timestamp> = items
         .iter()
-        .map(|i| i["startedAt"].as_str().unwrap())
+        .map(|i| i["startedAt"].as_str().unwrap().parse().unwrap())
         .collect();
     let mut sorted = starts.clone();
     sorted.sort();

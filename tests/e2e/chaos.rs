@@ -394,6 +394,9 @@ struct Outcome {
     aiapps: usize,
     /// AiApps with more than one app, each named in their status.
     duplicates: usize,
+    /// Second apps that ended on their own, before the AiApp's recovery could list them
+    /// (listing lag past the grace): recorded as Duplicate, not killed.
+    duplicates_ran: usize,
     /// AiApps ended or in flight with no app, outside Unknown.
     lost: Vec<String>,
     /// AiApps waiting for a person, with what their status says.
@@ -412,6 +415,7 @@ impl Outcome {
         let mut outcome = Outcome {
             aiapps: aiapps.len(),
             duplicates: 0,
+            duplicates_ran: 0,
             lost: Vec::new(),
             unknown: Vec::new(),
             orphans: Vec::new(),
@@ -463,16 +467,38 @@ impl Outcome {
                 outcome.lost.push(name.clone());
                 continue;
             }
+            // One app followed, at most one live; any other is killed, or (when it ended
+            // before recovery could list it) named on its attempt in status. The words: exactly one app per AiApp
+            // unless the AiApp says otherwise in status.
             let live = own.iter().filter(|a| !is_ended(a)).count();
-            let unkilled: Vec<&&AppSnapshot> = own.iter().filter(|a| !a.killed).collect();
             let followed = status.id.as_deref();
-            let right =
-                live <= 1 && unkilled.len() == 1 && followed == Some(unkilled[0].id.as_str());
-            if !right {
+            // Named on an attempt: as its app (a Duplicate) or as a candidate.
+            let on_attempts: BTreeSet<&str> = status
+                .attempts
+                .iter()
+                .flat_map(|a| a.id.iter().chain(a.candidates.iter()))
+                .map(String::as_str)
+                .collect();
+            let others: Vec<&&AppSnapshot> = own
+                .iter()
+                .filter(|a| Some(a.id.as_str()) != followed)
+                .collect();
+            let accounted = others
+                .iter()
+                .all(|a| a.killed || on_attempts.contains(a.id.as_str()));
+            let ran_unkilled = others.iter().filter(|a| !a.killed).count();
+            outcome.duplicates_ran += ran_unkilled;
+            let follows_own = own.iter().any(|a| Some(a.id.as_str()) == followed);
+            if !(live <= 1 && follows_own && accounted) {
+                let attempts: Vec<String> = status
+                    .attempts
+                    .iter()
+                    .map(|a| format!("{} {:?} {} {:?}", a.attempt, a.outcome, a.name_prefix, a.id))
+                    .collect();
                 outcome.broken.push(format!(
-                    "{name}: follows {followed:?}; apps {:?}",
+                    "{name}: follows {followed:?}; attempts {attempts:?}; apps {:?}",
                     own.iter()
-                        .map(|a| format!("{} {} killed={}", a.id, a.state, a.killed))
+                        .map(|a| format!("{} {} {} killed={}", a.id, a.name, a.state, a.killed))
                         .collect::<Vec<_>>()
                 ));
             }
@@ -539,6 +565,10 @@ impl Outcome {
             (
                 "AiApps with more than one app (all named in status)".into(),
                 self.duplicates.to_string(),
+            ),
+            (
+                "of which ran to their end unkilled (listed after they ended)".into(),
+                self.duplicates_ran.to_string(),
             ),
             ("lost".into(), self.lost.len().to_string()),
             ("Unknown".into(), self.unknown.len().to_string()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dataforest_emulator::{AppSnapshot, Fault, Faults};
-use dataforest_operator::crd::{AiApp, Phase};
+use dataforest_operator::crd::{AiApp, AiAppStatus, Phase};
 use dataforest_operator::dataforest::Operation;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
@@ -449,11 +449,7 @@ impl Outcome {
                 outcome.unnamed.push(name.clone());
             }
             if status.phase == Some(Phase::Unknown) {
-                let attempts: Vec<String> = status
-                    .attempts
-                    .iter()
-                    .map(|a| format!("{} {:?} {} {:?}", a.attempt, a.outcome, a.name_prefix, a.id))
-                    .collect();
+                let attempts = attempts_of(&status);
                 outcome.unknown.push(format!(
                     "{name}: {} (attempts {attempts:?}; apps {:?})",
                     status.message.unwrap_or_default(),
@@ -490,11 +486,7 @@ impl Outcome {
             outcome.duplicates_ran += ran_unkilled;
             let follows_own = own.iter().any(|a| Some(a.id.as_str()) == followed);
             if !(live <= 1 && follows_own && accounted) {
-                let attempts: Vec<String> = status
-                    .attempts
-                    .iter()
-                    .map(|a| format!("{} {:?} {} {:?}", a.attempt, a.outcome, a.name_prefix, a.id))
-                    .collect();
+                let attempts = attempts_of(&status);
                 outcome.broken.push(format!(
                     "{name}: follows {followed:?}; attempts {attempts:?}; apps {:?}",
                     own.iter()
@@ -595,6 +587,15 @@ impl Outcome {
         }
         out
     }
+}
+
+/// Each attempt as `number outcome prefix id`, for messages.
+fn attempts_of(status: &AiAppStatus) -> Vec<String> {
+    status
+        .attempts
+        .iter()
+        .map(|a| format!("{} {:?} {} {:?}", a.attempt, a.outcome, a.name_prefix, a.id))
+        .collect()
 }
 
 fn is_ended(app: &AppSnapshot) -> bool {

@@ -591,3 +591,52 @@ pub fn a_leader_stopped_between_marker_and_answer_leaves_one_app() -> Result<(),
         .await
     })
 }
+
+/// What the chaos run found: attempt 1 gets a 500 before anything is made (the outcome
+/// cannot be known) and nothing is listed within the grace, so attempt 2 is submitted,
+/// whose answer is lost. Recovery then finds one app. Under one shared prefix it could
+/// not tell whose that app was and stopped in Unknown; under attempt 2's own prefix it
+/// is attempt 2's, adopted: the AiApp runs with its one app.
+pub fn an_app_under_the_current_attempts_own_prefix_is_adopted_with_an_earlier_attempt_open()
+-> Result<(), Failed> {
+    fixture::run("own-prefix", |ctx| async move {
+        let faults = Faults {
+            error_before: Fault::next(1).on(&[Operation::Submit]).with_status(500),
+            lost_response: Fault::next(1).on(&[Operation::Submit]),
+            ..Faults::default()
+        };
+        let world = World::start(ctx.client, &ctx.namespace, faults).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                world
+                    .create("second", spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+                let app = world
+                    .wait_for("second", "Running", |a| {
+                        matches!(phase(a), Some(Phase::Running | Phase::Unknown))
+                    })
+                    .await?;
+                let status = status(&app);
+                ensure(phase(&app) == Some(Phase::Running), || {
+                    format!("{:?}: {:?}", status.phase, status.message)
+                })?;
+                let outcomes: Vec<AttemptOutcome> =
+                    status.attempts.iter().map(|a| a.outcome).collect();
+                ensure(
+                    outcomes == [AttemptOutcome::NotListed, AttemptOutcome::Recovered],
+                    || format!("attempts {:?}", status.attempts),
+                )?;
+                ensure(
+                    status.attempts[0].name_prefix != status.attempts[1].name_prefix,
+                    || "the attempts share a prefix".into(),
+                )?;
+                let apps = world.emulator.apps();
+                ensure(apps.len() == 1, || format!("{} apps: {apps:?}", apps.len()))?;
+                ensure(status.id.as_deref() == Some(apps[0].id.as_str()), || {
+                    format!("status names {:?}, the app is {}", status.id, apps[0].id)
+                })
+            })
+        })
+        .await
+    })
+}

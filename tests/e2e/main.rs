@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         exactly_once::aiapps_left_by_the_previous_version_keep_working,
         exactly_once::deleting_an_aiapp_in_unknown_kills_the_candidates_that_are_certainly_its_own,
         exactly_once::a_leader_stopped_between_marker_and_answer_leaves_one_app,
+        exactly_once::an_app_under_the_current_attempts_own_prefix_is_adopted_with_an_earlier_attempt_open,
         leader::only_one_of_two_candidates_leads,
         leader::a_released_lease_is_taken_over_by_the_other_candidate,
         leader::a_leader_whose_lease_is_taken_learns_it_lost,

@@ -18,6 +18,8 @@ pub struct Figures {
     pub submitted_rate: f64,
     /// Create to `status.id`, in seconds, sorted.
     pub create_to_id: Vec<f64>,
+    /// When each AiApp first showed `status.id`, in seconds after the first create, sorted.
+    pub id_at_s: Vec<f64>,
     /// First create to the last AiApp ending.
     pub all_terminal_s: f64,
     /// Data Forest calls per AiApp, by operation.

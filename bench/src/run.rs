@@ -165,8 +165,13 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         sleep(Duration::from_millis(100)).await;
     }
     let cpu_end = cpu_seconds(pid)?;
-    let (mut create_to_id, last_id, last_end) = {
+    let (mut create_to_id, mut id_at_s, last_id, last_end) = {
         let seen = seen.lock().expect("not poisoned");
+        let id_at_s: Vec<f64> = seen
+            .id_at
+            .values()
+            .map(|at| secs(at.saturating_duration_since(first_create)))
+            .collect();
         let latencies: Vec<f64> = created
             .iter()
             .filter_map(|(name, at)| seen.id_at.get(name).map(|id| secs(*id - *at)))
@@ -178,9 +183,10 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
             .max()
             .copied()
             .unwrap_or(first_create);
-        (latencies, last_id, last_end)
+        (latencies, id_at_s, last_id, last_end)
     };
     create_to_id.sort_by(f64::total_cmp);
+    id_at_s.sort_by(f64::total_cmp);
     let stats = emulator.stats();
     let api_calls_per_aiapp = Operation::ALL
         .into_iter()
@@ -223,6 +229,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         create_rate: n as f64 / secs(last_create - first_create).max(1e-3),
         submitted_rate: n as f64 / secs(last_id - first_create).max(1e-3),
         create_to_id,
+        id_at_s,
         all_terminal_s: secs(last_end - first_create),
         api_calls_per_aiapp,
         kube_per_aiapp,

@@ -89,6 +89,8 @@ pub struct Metrics {
     phases_seen: Mutex<BTreeSet<String>>,
     create_to_accepted: Histogram,
     accepted_to_running: Histogram,
+    events_dropped: Counter,
+    events_failed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -153,6 +155,18 @@ impl Metrics {
             Unit::Seconds,
             accepted_to_running.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events dropped because the queue of Events to send was full",
+            events_dropped.clone(),
+        );
+        let events_failed = Counter::default();
+        registry.register(
+            "events_failed",
+            "Kubernetes Events the apiserver refused or did not answer in time",
+            events_failed.clone(),
+        );
         let metrics = Metrics {
             registry,
             reconciles,
@@ -164,6 +178,8 @@ impl Metrics {
             phases_seen: Mutex::new(BTreeSet::new()),
             create_to_accepted,
             accepted_to_running,
+            events_dropped,
+            events_failed,
         };
         // Every phase from the start: a dashboard's "0 Unknown" then means none, not no data.
         let zeros: Vec<(&str, i64)> = PHASES.iter().map(|p| (phase_name(*p), 0)).collect();
@@ -179,6 +195,16 @@ impl Metrics {
             histogram: self.reconcile_duration.clone(),
             started: Instant::now(),
         }
+    }
+
+    /// Counts an Event dropped because its queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// Counts an Event the apiserver refused or did not answer.
+    pub fn event_failed(&self) {
+        self.events_failed.inc();
     }
 
     /// Counts a failed reconcile under `kind`, a short CamelCase name such as a condition reason.

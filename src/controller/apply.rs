@@ -207,7 +207,7 @@ async fn write_answered_id(
         );
         effects.write(app, &t.status).await?;
         if let Some(note) = &t.note {
-            effects.publish(app, note).await;
+            effects.publish(app, note);
         }
     }
     effects

@@ -56,7 +56,7 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
             "Orphaned",
             format!("left app {what} running on Data Forest (deletionPolicy Orphan)"),
         );
-        effects.publish(&app, &note).await;
+        effects.publish(&app, &note);
         return released();
     }
     let what = id.clone().unwrap_or_else(|| prefixes_of(&status));
@@ -71,9 +71,7 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
             "released without killing app {what}: no credentials to call Data Forest with; {}",
             kill_hint(id.as_deref(), &status)
         );
-        effects
-            .publish(&app, &Note::warning("KillSkipped", note))
-            .await;
+        effects.publish(&app, &Note::warning("KillSkipped", note));
         return released();
     };
     // The bound is checked only after a kill was tried, so an operator that was down for
@@ -88,9 +86,7 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
                     "released without killing app {what}: the Secret has no accountId to look it up; {}",
                     kill_hint(None, &status)
                 );
-                effects
-                    .publish(&app, &Note::warning("KillSkipped", note))
-                    .await;
+                effects.publish(&app, &Note::warning("KillSkipped", note));
                 return released();
             };
             let key = ListingKey {
@@ -224,7 +220,7 @@ async fn end_each(
                                 "Killing",
                                 format!("killing app {id} before the AiApp goes"),
                             );
-                            effects.publish(app, &note).await;
+                            effects.publish(app, &note);
                             pending.push(id.clone());
                         }
                         Err(error) if error.is_not_found() => {}
@@ -293,7 +289,7 @@ async fn say_what_was_done(
     } else {
         Note::warning("LeftRunning", message)
     };
-    effects.publish(app, &note).await;
+    effects.publish(app, &note);
     Ok(())
 }
 
@@ -304,9 +300,7 @@ async fn give_up(app: &AiApp, effects: &Effects<'_>, what: &str) -> Result<Actio
          `dataforest-operator apps get <id>`)",
         dataforest_common::duration::display(effects.ctx.config.deletion_bound)
     );
-    effects
-        .publish(app, &Note::warning("KillTimedOut", note))
-        .await;
+    effects.publish(app, &Note::warning("KillTimedOut", note));
     effects.ctx.memory.forget(&effects.uid);
     Ok(Action::await_change())
 }

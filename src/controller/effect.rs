@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
-use tracing::warn;
 
 use super::memory::{Fingerprint, Gate};
 use super::{Context, Result, jittered, write_status};
@@ -48,27 +46,9 @@ impl Effects<'_> {
         write_status(self.api, app, &status).await
     }
 
-    /// Publishes an Event; a failure to do so is logged, never fatal.
-    pub async fn publish(&self, app: &AiApp, note: &Note) {
-        let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.clone(),
-            note: Some(note.text.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self
-            .ctx
-            .recorder
-            .publish(&event, &app.object_ref(&()))
-            .await
-        {
-            warn!(aiapp = %app.name_any(), %error, "could not publish an Event");
-        }
+    /// Queues an Event; the reconcile never waits for it (see `events`).
+    pub fn publish(&self, app: &AiApp, note: &Note) {
+        self.ctx.events.publish(app, note);
     }
 
     /// Writes the transition computed from `app`, publishes its Event, and decides when
@@ -81,7 +61,7 @@ impl Effects<'_> {
     ) -> Result<Action> {
         self.write(app, &transition.status).await?;
         if let Some(note) = &transition.note {
-            self.publish(app, note).await;
+            self.publish(app, note);
         }
         Ok(self.next(&transition.next, backoff_cap))
     }

@@ -6,6 +6,7 @@
 mod apply;
 mod cleanup;
 mod effect;
+mod events;
 mod keys;
 mod listing;
 mod memory;
@@ -23,10 +24,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -48,6 +48,9 @@ pub const SUBMIT_MARGIN: Duration = Duration::from_secs(1);
 /// Bound on every Kubernetes call a reconcile makes (watches aside): a hung apiserver
 /// must not hold a reconcile, or a leader's submit, for ever.
 pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a stopping controller waits for its queued Events to be sent.
+const EVENTS_AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// Settings of the controller; `run`'s flags fill them.
 #[derive(Clone, Debug)]
@@ -167,7 +170,7 @@ pub struct Context {
     metrics: Arc<Metrics>,
     leadership: Option<Leadership>,
     http: reqwest::Client,
-    recorder: Recorder,
+    events: events::EventSink,
     store: Store<AiApp>,
     memory: Memory,
     budgets: Arc<Budgets>,
@@ -331,16 +334,23 @@ pub async fn run(
         timeout: config.api_timeout,
         ..ClientConfig::default()
     })?;
-    let recorder = Recorder::new(
+    let events = events::EventSink::start(
         client.clone(),
-        Reporter {
+        events::Reporter {
             controller: FIELD_MANAGER.to_owned(),
-            instance: Some(config.instance.clone()),
+            instance: config.instance.clone(),
         },
+        metrics.clone(),
     );
-    let controller = Controller::new(aiapps, watcher::Config::default().any_semantic())
+    // The cache holds AiApps trimmed of what the operator never reads (see `trim`); the
+    // stream API that allows it is kube's `unstable-runtime-stream-control`.
+    let (store, writer) = reflector::store();
+    let trimmed = watcher(aiapps, watcher::Config::default().any_semantic())
+        .modify(trim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(trimmed, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
-    let store = controller.store();
     let mapping_store = store.clone();
     // Secrets are watched by metadata only: no whole Secret is ever held. The watch also
     // tells `secrets_seen` which version of each Secret its resolved credentials are of.
@@ -353,7 +363,7 @@ pub async fn run(
         metrics: metrics.clone(),
         leadership,
         http,
-        recorder,
+        events,
         store,
         memory: Memory::default(),
         budgets,
@@ -392,9 +402,23 @@ pub async fn run(
         .await;
     gauge.abort();
     apply::write_unwritten_ids(&ctx).await;
+    ctx.events.close(EVENTS_AT_SHUTDOWN).await;
     info!("the AiApp controller stopped");
     Ok(())
 }
+
+/// Drops from a cached AiApp what no reconcile reads and what can outweigh the rest:
+/// the managed fields (one entry per writer) and kubectl's copy of the whole last-applied
+/// object. Every AiApp stays in the cache for its life, so this is most of its memory.
+fn trim(app: &mut AiApp) {
+    app.metadata.managed_fields = None;
+    if let Some(annotations) = app.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// The annotation `kubectl apply` (client-side) keeps the whole applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Keeps the AiApps-by-phase gauge current from the controller's cache.
 async fn report_phases(store: Store<AiApp>, metrics: Arc<Metrics>) {
@@ -412,5 +436,33 @@ async fn report_phases(store: Store<AiApp>, metrics: Arc<Metrics>) {
         }
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
         metrics.set_aiapps_by_phase(&counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_last_applied_copy() {
+        let mut app: AiApp = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dataforest.dev/v1alpha1", "kind": "AiApp",
+            "metadata": {
+                "name": "train", "namespace": "ml",
+                "annotations": {LAST_APPLIED: "{\"spec\":{}}", "dataforest.dev/paused": "true"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"aiWorkspaceId": "ws", "docker": {"image": "i", "command": "c"}},
+        }))
+        .unwrap();
+        trim(&mut app);
+        assert_eq!(app.metadata.managed_fields, None);
+        let annotations = app.metadata.annotations.unwrap();
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        assert_eq!(
+            annotations.get("dataforest.dev/paused").map(String::as_str),
+            Some("true"),
+            "annotations the operator reads are kept"
+        );
     }
 }

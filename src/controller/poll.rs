@@ -53,10 +53,10 @@ impl StepRun<'_> {
         let phase_before = self.before.phase;
         let written = self.effects.write(self.app, &t.status).await?;
         if let Some(note) = &t.note {
-            self.effects.publish(&written, note).await;
+            self.effects.publish(&written, note);
         }
         for note in late {
-            self.effects.publish(&written, &note).await;
+            self.effects.publish(&written, &note);
         }
         self.observe_transition(self.app, phase_before, &t.status);
         Ok(self.effects.next(&t.next, Duration::MAX))

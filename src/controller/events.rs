@@ -1,0 +1,228 @@
+//! Kubernetes Events of AiApps, published off the reconcile path: a reconcile queues its
+//! Event and goes on; a few background senders create them. The queue is bounded, so
+//! neither a slow apiserver nor a burst of AiApps can hold reconciles or grow memory; an
+//! Event that finds it full is dropped and counted, as client-go's broadcaster does.
+//!
+//! kube's `Recorder` is not used: it keeps every Event of the last minutes and, on each
+//! publish, scans them all under one write lock, which serialised reconciles and grew
+//! with the number of AiApps. Our Events mark phase changes, which do not repeat, so
+//! series aggregation buys nothing here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::crd::AiApp;
+use crate::metrics::Metrics;
+use crate::transition::Note;
+
+/// Events waiting to be sent; past this, new ones are dropped.
+pub const QUEUE: usize = 1024;
+
+/// Events sent at once.
+const SENDERS: usize = 4;
+
+/// Bound on one Event create, so a hung apiserver cannot stall the queue for ever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who reports the Events.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    pub controller: String,
+    pub instance: String,
+}
+
+/// Queues Events for the background senders.
+pub struct EventSink {
+    queue: Mutex<Option<mpsc::Sender<Event>>>,
+    sending: Mutex<Option<JoinHandle<()>>>,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+}
+
+impl EventSink {
+    /// Starts the senders; they run until [`EventSink::close`].
+    pub fn start(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
+        let (queue, queued) = mpsc::channel(QUEUE);
+        let sending = tokio::spawn(send_all(client, queued, metrics.clone()));
+        Self {
+            queue: Mutex::new(Some(queue)),
+            sending: Mutex::new(Some(sending)),
+            reporter,
+            metrics,
+        }
+    }
+
+    /// Queues an Event about `app`; never waits.
+    pub fn publish(&self, app: &AiApp, note: &Note) {
+        let event = self.event(app, note, Timestamp::now());
+        let queue = self.queue.lock().expect("not poisoned");
+        let Some(queue) = queue.as_ref() else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(event)) = queue.try_send(event) {
+            self.metrics.event_dropped();
+            debug!(
+                aiapp = %app.name_any(),
+                reason = event.reason.as_deref().unwrap_or_default(),
+                "the Event queue is full; Event dropped"
+            );
+        }
+    }
+
+    /// Stops taking Events and waits up to `bound` for the queued ones to be sent.
+    pub async fn close(&self, bound: Duration) {
+        self.queue.lock().expect("not poisoned").take();
+        let sending = self.sending.lock().expect("not poisoned").take();
+        if let Some(sending) = sending
+            && tokio::time::timeout(bound, sending).await.is_err()
+        {
+            warn!(?bound, "queued Events were not all sent before shutdown");
+        }
+    }
+
+    fn event(&self, app: &AiApp, note: &Note, now: Timestamp) -> Event {
+        let name = app.name_any();
+        Event {
+            metadata: ObjectMeta {
+                // Unique without a read: the AiApp's name and the time in nanoseconds,
+                // as kubectl and client-go name theirs, plus a random tail for two
+                // Events of one AiApp in the same nanosecond.
+                name: Some(format!(
+                    "{name}.{:x}{:04x}",
+                    now.as_nanosecond(),
+                    fastrand::u16(..)
+                )),
+                namespace: app.namespace(),
+                ..ObjectMeta::default()
+            },
+            action: Some("Reconcile".to_owned()),
+            reason: Some(note.reason.clone()),
+            note: Some(note.text.clone()),
+            type_: Some(if note.warning { "Warning" } else { "Normal" }.to_owned()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(app.object_ref(&())),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(self.reporter.instance.clone()),
+            ..Event::default()
+        }
+    }
+}
+
+async fn send_all(client: Client, queued: mpsc::Receiver<Event>, metrics: Arc<Metrics>) {
+    futures::stream::unfold(queued, |mut queued| async {
+        queued.recv().await.map(|event| (event, queued))
+    })
+    .for_each_concurrent(SENDERS, |event| {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        async move {
+            let namespace = event.metadata.namespace.clone().unwrap_or_default();
+            let events: Api<Event> = Api::namespaced(client, &namespace);
+            match tokio::time::timeout(SEND_TIMEOUT, events.create(&PostParams::default(), &event))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    metrics.event_failed();
+                    warn!(%error, reason = event.reason.as_deref().unwrap_or_default(), "could not publish an Event");
+                }
+                Err(_) => {
+                    metrics.event_failed();
+                    warn!(reason = event.reason.as_deref().unwrap_or_default(), "publishing an Event timed out");
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AiAppSpec;
+
+    fn sink_without_senders() -> (EventSink, mpsc::Receiver<Event>) {
+        let (queue, queued) = mpsc::channel(2);
+        let sink = EventSink {
+            queue: Mutex::new(Some(queue)),
+            sending: Mutex::new(None),
+            reporter: Reporter {
+                controller: "dataforest.dev/operator".into(),
+                instance: "pod-0".into(),
+            },
+            metrics: Metrics::new(),
+        };
+        (sink, queued)
+    }
+
+    fn aiapp() -> AiApp {
+        let spec: AiAppSpec = serde_json::from_value(serde_json::json!({
+            "aiWorkspaceId": "ws", "docker": {"image": "i", "command": "c"},
+        }))
+        .unwrap();
+        let mut app = AiApp::new("train", spec);
+        app.metadata.namespace = Some("ml".into());
+        app.metadata.uid = Some("uid-1".into());
+        app
+    }
+
+    #[test]
+    fn an_event_names_the_aiapp_the_reason_and_the_reporter() {
+        let (sink, _queued) = sink_without_senders();
+        let event = sink.event(
+            &aiapp(),
+            &Note::warning("KillSkipped", "no id"),
+            Timestamp::now(),
+        );
+        let name = event.metadata.name.as_deref().unwrap();
+        assert!(name.starts_with("train."), "{name}");
+        assert_eq!(event.metadata.namespace.as_deref(), Some("ml"));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reason.as_deref(), Some("KillSkipped"));
+        assert_eq!(event.note.as_deref(), Some("no id"));
+        let regarding = event.regarding.unwrap();
+        assert_eq!(regarding.uid.as_deref(), Some("uid-1"));
+        assert_eq!(regarding.kind.as_deref(), Some("AiApp"));
+        assert_eq!(
+            event.reporting_instance.as_deref(),
+            Some("pod-0"),
+            "the instance is the pod"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (sink, mut queued) = sink_without_senders();
+        for _ in 0..5 {
+            sink.publish(&aiapp(), &Note::normal("Submitted", "app 1"));
+        }
+        assert!(queued.recv().await.is_some());
+        assert!(queued.recv().await.is_some());
+        assert!(queued.try_recv().is_err(), "only the queue's two were kept");
+        assert!(
+            sink.metrics
+                .encode()
+                .contains("dataforest_operator_events_dropped_total 3"),
+            "{}",
+            sink.metrics.encode()
+        );
+    }
+
+    #[tokio::test]
+    async fn after_close_events_are_ignored() {
+        let (sink, mut queued) = sink_without_senders();
+        sink.close(Duration::from_millis(10)).await;
+        sink.publish(&aiapp(), &Note::normal("Submitted", "app 1"));
+        assert!(queued.recv().await.is_none());
+    }
+}

@@ -21,6 +21,9 @@ use crate::dataforest::{DataForestApi, SubmitRequest, name_prefix};
 use crate::plan::{self, ADOPT_ID_ANNOTATION, Step};
 use crate::transition::{self, Next};
 
+/// How long a poll waits when polls hold their whole share of reconcile slots.
+const POLL_SLOT_WAIT: Duration = Duration::from_millis(500);
+
 /// Re-reads after a conflicting write before the reconcile gives up and comes back.
 const CONFLICT_REPLANS: usize = 3;
 
@@ -148,7 +151,14 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
         key,
     };
     match step {
-        Step::Poll(id) => run.poll(&id).await,
+        Step::Poll(id) => {
+            // A poll that finds its share of slots taken comes back shortly, without
+            // holding a slot a submit could use.
+            let Ok(_slot) = ctx.polls.try_acquire() else {
+                return Ok(Action::requeue(super::jittered(POLL_SLOT_WAIT)));
+            };
+            run.poll(&id).await
+        }
         Step::Adopt(id) => {
             let note = format!("adopted app {id}, named by the {ADOPT_ID_ANNOTATION} annotation");
             run.adopt(&id, "Adopted", &note).await

@@ -37,6 +37,9 @@ pub struct LeaseConfig {
     pub renew_every: Duration,
     /// Interval between attempts while another candidate holds the lease, or after an error.
     pub retry_every: Duration,
+    /// The namespaces this instance claims, written on the Lease with every acquire and
+    /// renew (see `shard`); `None` writes no claim.
+    pub claim: Option<crate::shard::Claim>,
 }
 
 impl LeaseConfig {
@@ -53,6 +56,7 @@ impl LeaseConfig {
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(2),
             retry_every: Duration::from_secs(2),
+            claim: None,
         }
     }
 }
@@ -304,7 +308,7 @@ async fn hold(
         let next = next_spec(spec, &config.identity, config.lease_duration, now);
         let written = match current {
             None => {
-                let lease = Lease {
+                let mut lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(config.name.clone()),
                         namespace: Some(config.namespace.clone()),
@@ -312,11 +316,13 @@ async fn hold(
                     },
                     spec: Some(next),
                 };
+                write_claim(&mut lease.metadata, config.claim.as_ref());
                 api.create(&PostParams::default(), &lease).await
             }
             Some(mut lease) => {
                 // The read's resourceVersion stays in metadata: a stale write gets 409.
                 lease.spec = Some(next);
+                write_claim(&mut lease.metadata, config.claim.as_ref());
                 api.replace(&config.name, &PostParams::default(), &lease)
                     .await
             }
@@ -328,6 +334,21 @@ async fn hold(
         }
     }
     Err(LeaseError::Contended)
+}
+
+/// Puts the namespace claim on the Lease, so that other instances see it.
+fn write_claim(metadata: &mut ObjectMeta, claim: Option<&crate::shard::Claim>) {
+    let Some(claim) = claim else {
+        return;
+    };
+    metadata
+        .labels
+        .get_or_insert_default()
+        .insert(crate::shard::CLAIM_LABEL.to_owned(), "true".to_owned());
+    metadata.annotations.get_or_insert_default().insert(
+        crate::shard::NAMESPACES_ANNOTATION.to_owned(),
+        claim.to_string(),
+    );
 }
 
 /// Clears the holder if it is still us; true when it was.

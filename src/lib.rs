@@ -13,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod run;
+pub mod shard;
 pub mod status;
 pub mod submit;
 pub mod transition;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use tracing::{error, info, warn};
@@ -19,8 +20,13 @@ use crate::dataforest::{DEFAULT_ENDPOINT, RetryPolicy};
 use crate::health::{self, Health};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::shard::{self, Claim};
 use dataforest_common::duration::parse_duration;
 use dataforest_common::signal::stop_requested;
+
+/// How long an instance whose namespaces another live instance claims waits before it
+/// looks again.
+const CLAIM_RETRY: Duration = Duration::from_secs(15);
 
 /// Flags of `run`; each can also come from the environment.
 #[derive(clap::Args, Debug, Clone)]
@@ -238,22 +244,42 @@ async fn lead_and_reconcile(
     // Followers are ready too: they serve probes and metrics, and take over at once.
     health.set_ready(true, "ok");
     let identity = args.identity();
+    let claim = Claim::of(&namespaces);
     let lease = LeaseConfig {
         lease_duration: args.lease_duration,
         renew_every: args.renew_every(),
         retry_every: args.lease_duration / 5,
+        claim: Some(claim.clone()),
         ..LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)
     };
-    let elector = LeaderElector::start(client.clone(), lease);
-    let leadership = elector.leadership();
-    info!(%identity, lease = %args.lease_name, "waiting to lead");
-    tokio::select! {
-        () = leadership.acquired() => {}
-        () = &mut signal => {
-            elector.release().await;
-            return Ok(());
+    let claims: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let (elector, leadership) = loop {
+        let elector = LeaderElector::start(client.clone(), lease.clone());
+        let leadership = elector.leadership();
+        info!(%identity, lease = %args.lease_name, "waiting to lead");
+        tokio::select! {
+            () = leadership.acquired() => {}
+            () = &mut signal => {
+                elector.release().await;
+                return Ok(());
+            }
         }
-    }
+        // Checked while holding our Lease, which carries our claim: of two instances that
+        // start at once, at least one sees the other.
+        match shard::check(&claims, &args.lease_name, &claim).await {
+            Ok(()) => break (elector, leadership),
+            Err(problem) => {
+                warn!("{problem}");
+                health.set_ready(false, problem.to_string());
+                elector.release().await;
+                tokio::select! {
+                    () = tokio::time::sleep(controller::jittered(CLAIM_RETRY)) => {}
+                    () = &mut signal => return Ok(()),
+                }
+                health.set_ready(true, "ok");
+            }
+        }
+    };
     info!(%identity, "leading: reconciling AiApps");
     let lost = leadership.clone();
     let runtime = Runtime {

@@ -17,6 +17,7 @@ mod infra;
 mod leader;
 mod proxy;
 mod secrets;
+mod shards;
 mod startup;
 mod world;
 
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         controller::an_operator_killed_in_the_middle_of_50_submissions_and_restarted_leaves_exactly_50_apps,
         controller::two_operators_during_a_rolling_update_submit_each_aiapp_once,
         controller::an_operator_watching_a_list_of_namespaces_leaves_other_namespaces_alone,
+        shards::two_shards_split_the_namespaces_and_each_aiapp_is_handled_by_one,
         controller::a_malformed_adopt_id_is_refused_and_nothing_is_submitted,
         controller::an_adopted_id_that_data_forest_does_not_know_ends_unknown_after_the_grace_period,
         startup::an_operator_started_before_its_crd_is_alive_not_ready_and_then_ready,

@@ -123,6 +123,17 @@ impl World {
     }
 
     pub async fn create_secret(&self, name: &str, secret_key: &str) -> Result<()> {
+        self.create_secret_in(&self.namespace, name, secret_key)
+            .await
+    }
+
+    /// Like [`World::create_secret`], in another namespace.
+    pub async fn create_secret_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        secret_key: &str,
+    ) -> Result<()> {
         let data: BTreeMap<String, String> = [
             ("accessKey", ACCESS_KEY),
             ("secretKey", secret_key),
@@ -140,7 +151,7 @@ impl World {
             string_data: Some(data),
             ..Default::default()
         };
-        self.secrets()
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
             .create(&PostParams::default(), &secret)
             .await?;
         Ok(())

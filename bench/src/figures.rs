@@ -37,6 +37,20 @@ pub struct Figures {
     /// Status patches per second the apiserver took from a plain client with 16
     /// requests at once, the operator stopped: what any operator could get.
     pub apiserver_status_patches_per_s: f64,
+    /// A new operator process over the ended AiApps.
+    pub restart: Restart,
+}
+
+/// A restart over ended AiApps, timed from the new process's start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Restart {
+    /// Until it holds the lease.
+    pub leading_s: f64,
+    /// Until its cache synced and it reconciled every AiApp once.
+    pub reconciled_s: f64,
+    /// Data Forest calls and Kubernetes writes (leases aside) it made meanwhile: 0 and 0.
+    pub api_calls: u64,
+    pub kube_writes: u64,
 }
 
 impl Figures {
@@ -106,6 +120,13 @@ impl Summary {
                 "15 apiserver capacity: status patches/s",
                 f.apiserver_status_patches_per_s,
             );
+            add("16 restart: leading s", f.restart.leading_s);
+            add(
+                "17 restart: every AiApp reconciled s",
+                f.restart.reconciled_s,
+            );
+            add("18 restart: API calls", f.restart.api_calls as f64);
+            add("19 restart: kube writes", f.restart.kube_writes as f64);
         }
         let spread = rows
             .into_iter()

@@ -4,12 +4,14 @@
 //! Figures of all repeats are shown side by side as median and spread.
 
 mod figures;
+mod plots;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use dataforest_common::duration::parse_duration;
 
@@ -107,6 +109,16 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&summary)?)?;
     eprintln!("figures of every repeat: {}", args.json.display());
+    let folder = args.json.parent().unwrap_or(Path::new(""));
+    let plots = plots::write_plots(&summary, folder).with_context(|| {
+        format!(
+            "the figures are in {}, but plotting them failed",
+            args.json.display()
+        )
+    })?;
+    for plot in plots {
+        eprintln!("plot: {}", plot.display());
+    }
     Ok(())
 }
 

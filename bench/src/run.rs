@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use dataforest_emulator::{Emulator, EmulatorConfig, Faults, Timeline};
+use dataforest_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline};
 use dataforest_operator::crd::AiApp;
 use dataforest_operator::dataforest::Operation;
 use dataforest_testenv::{Assets, ControlPlane};
@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use tokio::time::{Instant, sleep};
 
-use crate::figures::{Figures, secs};
+use crate::figures::{Figures, Restart, secs};
 use crate::{Args, Arrival};
 
 const NAMESPACE: &str = "bench";
@@ -34,6 +34,120 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 
 /// The operator process, killed when dropped.
 struct Operator(Child);
+
+impl Operator {
+    /// Stops the operator as Kubernetes does: SIGTERM, then SIGKILL after a grace period.
+    fn stop(mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while terminated && std::time::Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// What starting an operator process needs.
+struct Launch<'a> {
+    args: &'a Args,
+    plane: &'a ControlPlane,
+    endpoint: String,
+}
+
+impl Launch<'_> {
+    /// Starts `dataforest-operator run` with its default flags as `identity`; returns it
+    /// and the address of its metrics.
+    fn operator(&self, identity: &str, log: &str) -> Result<(Operator, String)> {
+        let metrics = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.to_string()
+        };
+        let log = std::fs::File::create(self.plane.dir().join(log))?;
+        let mut command = Command::new(&self.args.operator);
+        command
+            .arg("run")
+            .env("KUBECONFIG", self.plane.kubeconfig_path())
+            .env("WATCH_NAMESPACE", NAMESPACE)
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("POD_NAME", identity)
+            .env("DATAFOREST_ALLOWED_ENDPOINTS", &self.endpoint)
+            .env("METRICS_ADDRESS", &metrics)
+            .env("RUST_LOG", "warn")
+            .envs(self.args.operator_env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log);
+        Ok((Operator(command.spawn()?), metrics))
+    }
+}
+
+/// A restart over `n` ended AiApps: a new process (a new pod name) until it leads, and
+/// until it has reconciled every AiApp once; the API calls and writes it made meanwhile.
+async fn restart_over_ended(
+    launch: &Launch<'_>,
+    client: &kube::Client,
+    emulator: &EmulatorHandle,
+    n: usize,
+) -> Result<Restart> {
+    let calls_before = api_calls(emulator);
+    let writes_before = writes(&apiserver_requests(client).await?);
+    let started = Instant::now();
+    let (operator, metrics) = launch.operator("bench-operator-restarted", "restarted.log")?;
+    wait_leading(client, "bench-operator-restarted").await?;
+    let leading_s = secs(started.elapsed());
+    let until = Instant::now() + PATIENCE;
+    loop {
+        // Finished reconciles; the first of every AiApp after the cache synced.
+        let done = scrape(
+            &metrics,
+            "dataforest_operator_reconcile_duration_seconds_count",
+        )
+        .await
+        .unwrap_or(0.0);
+        if done >= n as f64 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "after the restart, {done} of {n} AiApps were reconciled"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    let reconciled_s = secs(started.elapsed());
+    let restart = Restart {
+        leading_s,
+        reconciled_s,
+        api_calls: api_calls(emulator) - calls_before,
+        kube_writes: (writes(&apiserver_requests(client).await?) - writes_before).max(0.0) as u64,
+    };
+    operator.stop();
+    Ok(restart)
+}
+
+/// Every API call the emulator has answered.
+fn api_calls(emulator: &EmulatorHandle) -> u64 {
+    let stats = emulator.stats();
+    Operation::ALL.into_iter().map(|op| stats.total(op)).sum()
+}
+
+/// One sample's value from the operator's `/metrics` (plain HTTP/1.0, no client needed).
+async fn scrape(address: &str, sample: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
 
 impl Drop for Operator {
     fn drop(&mut self) {
@@ -95,23 +209,14 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .await?;
 
     let kube_before = apiserver_requests(&client).await?;
-    let log = std::fs::File::create(plane.dir().join("operator.log"))?;
-    let mut command = Command::new(&args.operator);
-    command
-        .arg("run")
-        .env("KUBECONFIG", plane.kubeconfig_path())
-        .env("WATCH_NAMESPACE", NAMESPACE)
-        .env("POD_NAMESPACE", NAMESPACE)
-        .env("POD_NAME", IDENTITY)
-        .env("DATAFOREST_ALLOWED_ENDPOINTS", emulator.url())
-        .env("METRICS_ADDRESS", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .envs(args.operator_env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(log);
-    let operator = Operator(command.spawn()?);
+    let started = Launch {
+        args,
+        plane: &plane,
+        endpoint: emulator.url(),
+    };
+    let (operator, _) = started.operator(IDENTITY, "operator.log")?;
     let pid = operator.0.id();
-    wait_leading(&client).await?;
+    wait_leading(&client, IDENTITY).await?;
     let cpu_start = cpu_seconds(pid)?;
 
     // The operator's memory, sampled until the end of the repeat.
@@ -203,23 +308,19 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .collect();
 
     // At rest: every AiApp has ended; nothing should happen.
-    let rest_calls_before: u64 = Operation::ALL
-        .into_iter()
-        .map(|op| emulator.stats().total(op))
-        .sum();
+    let rest_calls_before = api_calls(&emulator);
     let rest_writes_before = writes(&apiserver_requests(&client).await?);
     let rest_cpu_before = cpu_seconds(pid)?;
     sleep(args.rest).await;
-    let rest_calls_after: u64 = Operation::ALL
-        .into_iter()
-        .map(|op| emulator.stats().total(op))
-        .sum();
+    let rest_calls_after = api_calls(&emulator);
     let rest_writes_after = writes(&apiserver_requests(&client).await?);
     let rest_cpu_after = cpu_seconds(pid)?;
 
     sampler.abort();
     watching.abort();
-    drop(operator);
+    operator.stop();
+
+    let restart = restart_over_ended(&started, &client, &emulator, n).await?;
     let capacity = status_patch_capacity(&aiapps, &created).await?;
     emulator.shutdown().await;
     drop(plane);
@@ -239,6 +340,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         rest_kube_writes: (rest_writes_after - rest_writes_before).max(0.0) as u64,
         rest_cpu_s: rest_cpu_after - rest_cpu_before,
         apiserver_status_patches_per_s: capacity,
+        restart,
     })
 }
 
@@ -328,12 +430,12 @@ fn spec() -> dataforest_operator::crd::AiAppSpec {
     .expect("a valid spec")
 }
 
-async fn wait_leading(client: &kube::Client) -> Result<()> {
+async fn wait_leading(client: &kube::Client, identity: &str) -> Result<()> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(lease)) = leases.get_opt("dataforest-operator").await
-            && lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(IDENTITY)
+            && lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(identity)
         {
             return Ok(());
         }

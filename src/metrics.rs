@@ -91,6 +91,7 @@ pub struct Metrics {
     accepted_to_running: Histogram,
     events_dropped: Counter,
     events_failed: Counter,
+    events_queued: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +168,12 @@ impl Metrics {
             "Kubernetes Events the apiserver refused or did not answer in time",
             events_failed.clone(),
         );
+        let events_queued = Gauge::default();
+        registry.register(
+            "events_queued",
+            "Kubernetes Events waiting to be sent",
+            events_queued.clone(),
+        );
         let metrics = Metrics {
             registry,
             reconciles,
@@ -180,6 +187,7 @@ impl Metrics {
             accepted_to_running,
             events_dropped,
             events_failed,
+            events_queued,
         };
         // Every phase from the start: a dashboard's "0 Unknown" then means none, not no data.
         let zeros: Vec<(&str, i64)> = PHASES.iter().map(|p| (phase_name(*p), 0)).collect();
@@ -200,6 +208,12 @@ impl Metrics {
     /// Counts an Event dropped because its queue was full.
     pub fn event_dropped(&self) {
         self.events_dropped.inc();
+    }
+
+    /// Sets how many Events wait to be sent.
+    pub fn set_events_queued(&self, queued: usize) {
+        self.events_queued
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 
     /// Counts an Event the apiserver refused or did not answer.

@@ -8,10 +8,12 @@
 //! with the number of AiApps. Our Events mark phase changes, which do not repeat, so
 //! series aggregation buys nothing here.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -26,10 +28,10 @@ use crate::metrics::Metrics;
 use crate::transition::Note;
 
 /// Events waiting to be sent; past this, new ones are dropped.
-pub const QUEUE: usize = 1024;
+pub const QUEUE: usize = 8192;
 
 /// Events sent at once.
-const SENDERS: usize = 4;
+const SENDERS: usize = 8;
 
 /// Bound on one Event create, so a hung apiserver cannot stall the queue for ever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,39 +43,68 @@ pub struct Reporter {
     pub instance: String,
 }
 
+/// An Event waiting in the queue: only what differs between Events, so that a full queue
+/// costs little memory; the sender makes the whole Event.
+#[derive(Debug)]
+struct Queued {
+    regarding: ObjectReference,
+    note: Note,
+    at: Timestamp,
+}
+
 /// Queues Events for the background senders.
 pub struct EventSink {
-    queue: Mutex<Option<mpsc::Sender<Event>>>,
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
     sending: Mutex<Option<JoinHandle<()>>>,
-    reporter: Reporter,
     metrics: Arc<Metrics>,
+    /// Events queued or being sent.
+    pending: Arc<AtomicUsize>,
 }
 
 impl EventSink {
     /// Starts the senders; they run until [`EventSink::close`].
     pub fn start(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
         let (queue, queued) = mpsc::channel(QUEUE);
-        let sending = tokio::spawn(send_all(client, queued, metrics.clone()));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let sending = tokio::spawn(send_all(
+            client,
+            Arc::new(reporter),
+            queued,
+            metrics.clone(),
+            pending.clone(),
+        ));
         Self {
             queue: Mutex::new(Some(queue)),
             sending: Mutex::new(Some(sending)),
-            reporter,
             metrics,
+            pending,
         }
     }
 
     /// Queues an Event about `app`; never waits.
     pub fn publish(&self, app: &AiApp, note: &Note) {
-        let event = self.event(app, note, Timestamp::now());
+        let event = Queued {
+            regarding: app.object_ref(&()),
+            note: note.clone(),
+            at: Timestamp::now(),
+        };
         let queue = self.queue.lock().expect("not poisoned");
         let Some(queue) = queue.as_ref() else {
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(event)) = queue.try_send(event) {
+        // Counted before it is queued, so a sender never counts it down first.
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let sent = queue.try_send(event);
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.metrics
+            .set_events_queued(self.pending.load(Ordering::Relaxed));
+        if let Err(mpsc::error::TrySendError::Full(event)) = sent {
             self.metrics.event_dropped();
             debug!(
                 aiapp = %app.name_any(),
-                reason = event.reason.as_deref().unwrap_or_default(),
+                reason = event.note.reason,
                 "the Event queue is full; Event dropped"
             );
         }
@@ -89,42 +120,56 @@ impl EventSink {
             warn!(?bound, "queued Events were not all sent before shutdown");
         }
     }
+}
 
-    fn event(&self, app: &AiApp, note: &Note, now: Timestamp) -> Event {
-        let name = app.name_any();
-        Event {
-            metadata: ObjectMeta {
-                // Unique without a read: the AiApp's name and the time in nanoseconds,
-                // as kubectl and client-go name theirs, plus a random tail for two
-                // Events of one AiApp in the same nanosecond.
-                name: Some(format!(
-                    "{name}.{:x}{:04x}",
-                    now.as_nanosecond(),
-                    fastrand::u16(..)
-                )),
-                namespace: app.namespace(),
-                ..ObjectMeta::default()
-            },
-            action: Some("Reconcile".to_owned()),
-            reason: Some(note.reason.clone()),
-            note: Some(note.text.clone()),
-            type_: Some(if note.warning { "Warning" } else { "Normal" }.to_owned()),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(app.object_ref(&())),
-            reporting_controller: Some(self.reporter.controller.clone()),
-            reporting_instance: Some(self.reporter.instance.clone()),
-            ..Event::default()
-        }
+/// The whole Event for a queued one.
+fn event(reporter: &Reporter, queued: Queued) -> Event {
+    let Queued {
+        regarding,
+        note,
+        at,
+    } = queued;
+    let name = regarding.name.clone().unwrap_or_default();
+    Event {
+        metadata: ObjectMeta {
+            // Unique without a read: the AiApp's name and the time in nanoseconds, as
+            // kubectl and client-go name theirs, plus a random tail for two Events of one
+            // AiApp in the same nanosecond.
+            name: Some(format!(
+                "{name}.{:x}{:04x}",
+                at.as_nanosecond(),
+                fastrand::u16(..)
+            )),
+            namespace: regarding.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        action: Some("Reconcile".to_owned()),
+        reason: Some(note.reason),
+        note: Some(note.text),
+        type_: Some(if note.warning { "Warning" } else { "Normal" }.to_owned()),
+        event_time: Some(MicroTime(at)),
+        regarding: Some(regarding),
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(reporter.instance.clone()),
+        ..Event::default()
     }
 }
 
-async fn send_all(client: Client, queued: mpsc::Receiver<Event>, metrics: Arc<Metrics>) {
+async fn send_all(
+    client: Client,
+    reporter: Arc<Reporter>,
+    queued: mpsc::Receiver<Queued>,
+    metrics: Arc<Metrics>,
+    pending: Arc<AtomicUsize>,
+) {
     futures::stream::unfold(queued, |mut queued| async {
         queued.recv().await.map(|event| (event, queued))
     })
-    .for_each_concurrent(SENDERS, |event| {
+    .for_each_concurrent(SENDERS, |queued| {
         let client = client.clone();
         let metrics = metrics.clone();
+        let pending = pending.clone();
+        let event = event(&reporter, queued);
         async move {
             let namespace = event.metadata.namespace.clone().unwrap_or_default();
             let events: Api<Event> = Api::namespaced(client, &namespace);
@@ -141,6 +186,8 @@ async fn send_all(client: Client, queued: mpsc::Receiver<Event>, metrics: Arc<Me
                     warn!(reason = event.reason.as_deref().unwrap_or_default(), "publishing an Event timed out");
                 }
             }
+            let left = pending.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+            metrics.set_events_queued(left);
         }
     })
     .await;
@@ -151,16 +198,13 @@ mod tests {
     use super::*;
     use crate::crd::AiAppSpec;
 
-    fn sink_without_senders() -> (EventSink, mpsc::Receiver<Event>) {
+    fn sink_without_senders() -> (EventSink, mpsc::Receiver<Queued>) {
         let (queue, queued) = mpsc::channel(2);
         let sink = EventSink {
             queue: Mutex::new(Some(queue)),
             sending: Mutex::new(None),
-            reporter: Reporter {
-                controller: "dataforest.dev/operator".into(),
-                instance: "pod-0".into(),
-            },
             metrics: Metrics::new(),
+            pending: Arc::default(),
         };
         (sink, queued)
     }
@@ -176,14 +220,15 @@ mod tests {
         app
     }
 
-    #[test]
-    fn an_event_names_the_aiapp_the_reason_and_the_reporter() {
-        let (sink, _queued) = sink_without_senders();
-        let event = sink.event(
-            &aiapp(),
-            &Note::warning("KillSkipped", "no id"),
-            Timestamp::now(),
-        );
+    #[tokio::test]
+    async fn an_event_names_the_aiapp_the_reason_and_the_reporter() {
+        let (sink, mut queued) = sink_without_senders();
+        sink.publish(&aiapp(), &Note::warning("KillSkipped", "no id"));
+        let reporter = Reporter {
+            controller: "dataforest-operator".into(),
+            instance: "pod-0".into(),
+        };
+        let event = event(&reporter, queued.recv().await.unwrap());
         let name = event.metadata.name.as_deref().unwrap();
         assert!(name.starts_with("train."), "{name}");
         assert_eq!(event.metadata.namespace.as_deref(), Some("ml"));

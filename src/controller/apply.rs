@@ -175,7 +175,7 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
 pub(super) async fn resolve_credentials(
     app: &AiApp,
     ctx: &Context,
-) -> Result<ResolvedCredentials, CredentialsError> {
+) -> Result<Arc<ResolvedCredentials>, CredentialsError> {
     let reference = credentials::secret_ref(app).ok_or(CredentialsError::NotConfigured)?;
     let namespace = app.namespace().unwrap_or_default();
     let used = super::secrets_seen::SecretUse::new(&namespace, reference);
@@ -185,7 +185,8 @@ pub(super) async fn resolve_credentials(
     let secrets = Api::namespaced(ctx.client.clone(), &namespace);
     let resolving = credentials::resolve(&secrets, &namespace, reference, &ctx.config.credentials);
     let resolved = match tokio::time::timeout(super::KUBE_CALL_TIMEOUT, resolving).await {
-        Ok(result) => result,
+        // One copy per Secret version, shared by every AiApp that uses it.
+        Ok(result) => result.map(Arc::new),
         Err(_) => Err(CredentialsError::Timeout {
             namespace,
             name: reference.secret_name.clone(),
@@ -270,7 +271,7 @@ pub(super) struct StepRun<'a> {
     pub ctx: &'a Context,
     pub effects: Effects<'a>,
     pub dataforest: Arc<dyn DataForestApi>,
-    pub resolved: ResolvedCredentials,
+    pub resolved: Arc<ResolvedCredentials>,
     pub key: KeyIdentity,
 }
 

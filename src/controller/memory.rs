@@ -3,7 +3,7 @@
 //! AiApp and inherits nothing. A restart loses it all; what must survive is in status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -45,7 +45,7 @@ pub struct UnwrittenId {
 pub struct AppMemory {
     pub gate: Option<Gate>,
     /// The last credentials that worked, so that deletion can kill after the Secret went.
-    pub credentials: Option<ResolvedCredentials>,
+    pub credentials: Option<Arc<ResolvedCredentials>>,
     /// When getDetail began answering "not found" in a row, for the grace period.
     pub not_found_since: Option<Timestamp>,
     /// When deletion last sent kill, per app id.

@@ -9,9 +9,10 @@
 //! the Secret afresh.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::crd::CredentialsRef;
+
 use crate::credentials::ResolvedCredentials;
 
 /// A Secret, and the key names an AiApp reads from it (two AiApps may read different keys).
@@ -41,7 +42,7 @@ pub struct SecretsSeen {
 struct Inner {
     /// The last resourceVersion the watch delivered, by namespace and name.
     versions: HashMap<(String, String), String>,
-    resolved: HashMap<SecretUse, ResolvedCredentials>,
+    resolved: HashMap<SecretUse, Arc<ResolvedCredentials>>,
 }
 
 impl SecretsSeen {
@@ -66,7 +67,7 @@ impl SecretsSeen {
     }
 
     /// Credentials resolved from the version of the Secret the watch last delivered.
-    pub fn current(&self, used: &SecretUse) -> Option<ResolvedCredentials> {
+    pub fn current(&self, used: &SecretUse) -> Option<Arc<ResolvedCredentials>> {
         let inner = self.lock();
         let credentials = inner.resolved.get(used)?;
         let seen = inner
@@ -76,7 +77,7 @@ impl SecretsSeen {
     }
 
     /// Keeps what was just resolved, if it was read from the version the watch shows.
-    pub fn keep(&self, used: SecretUse, credentials: &ResolvedCredentials) {
+    pub fn keep(&self, used: SecretUse, credentials: &Arc<ResolvedCredentials>) {
         let mut inner = self.lock();
         let seen = inner
             .versions
@@ -102,13 +103,13 @@ mod tests {
         serde_json::from_value(serde_json::json!({"secretName": name})).unwrap()
     }
 
-    fn resolved(version: &str) -> ResolvedCredentials {
-        ResolvedCredentials {
+    fn resolved(version: &str) -> Arc<ResolvedCredentials> {
+        Arc::new(ResolvedCredentials {
             credentials: Credentials::new("AK", "SK"),
             account_id: None,
             endpoint: "https://df.apigw.ntruss.com".to_owned(),
             secret_version: Some(version.to_owned()),
-        }
+        })
     }
 
     #[test]

@@ -54,7 +54,7 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: ## The operator on a burst of AiApps, 3 fresh control planes: rates, latency, cost, RSS, CPU (BENCH_ARGS="--aiapps 1000 --api-latency 100ms")
 	bash hack/control-plane-assets.sh > /dev/null
-	$(CARGO) build --release -p dataforest-operator --bin dataforest-operator -p dataforest-bench
+	$(CARGO) build --release -p dataforest-operator -p dataforest-bench --bin dataforest-operator --bin dataforest-bench
 	target/release/dataforest-bench $(BENCH_ARGS)
 
 .PHONY: bench-emulator

@@ -140,7 +140,7 @@ fn controller_rules() -> Vec<(String, String, Vec<String>)> {
         ),
         rule("dataforest.dev", "aiapps/status", &["patch"]),
         rule("", "secrets", &["get", "list", "watch"]),
-        rule("events.k8s.io", "events", &["create", "patch"]),
+        rule("events.k8s.io", "events", &["create"]),
     ];
     rules.sort();
     rules
@@ -838,10 +838,11 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         ("list", "", "secrets", None, None, true),
         ("watch", "", "secrets", None, None, true),
         ("create", ev, "events", a, None, true),
-        ("patch", ev, "events", b, None, true),
+        ("create", ev, "events", b, None, true),
         ("get", co, "leases", sys, lease, true),
         ("update", co, "leases", sys, lease, true),
         ("create", co, "leases", sys, None, true),
+        ("list", co, "leases", sys, None, true),
         // Nothing more.
         ("create", g, "aiapps", a, None, false),
         ("update", g, "aiapps", a, None, false),
@@ -852,6 +853,7 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         ("patch", "", "secrets", a, None, false),
         ("delete", "", "secrets", a, None, false),
         ("delete", ev, "events", a, None, false),
+        ("patch", ev, "events", a, None, false),
         ("create", "", "events", a, None, false),
         ("get", co, "leases", sys, Some("someone-elses-lease"), false),
         ("update", co, "leases", sys, Some("someone-elses-lease"), false),
@@ -874,6 +876,7 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         ("create", ev, "events", a, None, true),
         ("get", co, "leases", ops, team_lease, true),
         ("create", co, "leases", ops, None, true),
+        ("list", co, "leases", ops, None, true),
         // Nothing outside team-a.
         ("list", g, "aiapps", None, None, false),
         ("watch", g, "aiapps", None, None, false),

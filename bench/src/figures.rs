@@ -22,12 +22,16 @@ pub struct Figures {
     pub id_at_s: Vec<f64>,
     /// First create to the last AiApp ending.
     pub all_terminal_s: f64,
+    /// First create to the operator's queue of Events empty.
+    pub events_sent_s: f64,
     /// Data Forest calls per AiApp, by operation.
     pub api_calls_per_aiapp: BTreeMap<String, f64>,
     /// Kubernetes requests per AiApp by resource (`aiapps`, `aiapps/status`, `events`…)
     /// and kind (`writes`, `reads`), from `apiserver_request_total`.
     pub kube_per_aiapp: BTreeMap<String, f64>,
     pub peak_rss_mb: f64,
+    /// Events the operator dropped because its queue of Events to send was full.
+    pub events_dropped: f64,
     /// The operator's CPU seconds, from its start to every AiApp ending.
     pub cpu_s: f64,
     /// At rest, every AiApp ended: what happened over the rest window.
@@ -105,12 +109,14 @@ impl Summary {
             add("05 create-to-id p99 s", f.percentile(0.99));
             add("06 create-to-id max s", f.percentile(1.0));
             add("07 until all terminal s", f.all_terminal_s);
+            add("07 until every Event sent s", f.events_sent_s);
             for (op, n) in &f.api_calls_per_aiapp {
                 add(&format!("08 API {op} per AiApp"), *n);
             }
             for (what, n) in &f.kube_per_aiapp {
                 add(&format!("09 kube {what} per AiApp"), *n);
             }
+            add("09 Events dropped (queue full)", f.events_dropped);
             add("10 peak RSS MB", f.peak_rss_mb);
             add("11 CPU s", f.cpu_s);
             add("12 at rest: API calls", f.rest_api_calls as f64);

@@ -214,7 +214,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         plane: &plane,
         endpoint: emulator.url(),
     };
-    let (operator, _) = started.operator(IDENTITY, "operator.log")?;
+    let (operator, metrics) = started.operator(IDENTITY, "operator.log")?;
     let pid = operator.0.id();
     wait_leading(&client, IDENTITY).await?;
     let cpu_start = cpu_seconds(pid)?;
@@ -270,6 +270,9 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         sleep(Duration::from_millis(100)).await;
     }
     let cpu_end = cpu_seconds(pid)?;
+    let events_dropped = scrape(&metrics, "dataforest_operator_events_dropped_total")
+        .await
+        .context("the operator's metrics could not be read")?;
     let (mut create_to_id, mut id_at_s, last_id, last_end) = {
         let seen = seen.lock().expect("not poisoned");
         let id_at_s: Vec<f64> = seen
@@ -307,7 +310,23 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .filter(|(_, per)| *per > 0.0)
         .collect();
 
-    // At rest: every AiApp has ended; nothing should happen.
+    // Events still queued are work, not rest: wait until the operator has sent them.
+    loop {
+        let queued = scrape(&metrics, "dataforest_operator_events_queued")
+            .await
+            .context("the operator's metrics could not be read")?;
+        if queued == 0.0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{queued} Events still queued after {PATIENCE:?}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let events_sent_s = secs(first_create.elapsed());
+
+    // At rest: every AiApp has ended and its Events are sent; nothing should happen.
     let rest_calls_before = api_calls(&emulator);
     let rest_writes_before = writes(&apiserver_requests(&client).await?);
     let rest_cpu_before = cpu_seconds(pid)?;
@@ -332,6 +351,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         create_to_id,
         id_at_s,
         all_terminal_s: secs(last_end - first_create),
+        events_sent_s,
         api_calls_per_aiapp,
         kube_per_aiapp,
         peak_rss_mb: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
@@ -339,6 +359,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         rest_api_calls: rest_calls_after - rest_calls_before,
         rest_kube_writes: (rest_writes_after - rest_writes_before).max(0.0) as u64,
         rest_cpu_s: rest_cpu_after - rest_cpu_before,
+        events_dropped,
         apiserver_status_patches_per_s: capacity,
         restart,
     })

@@ -68,8 +68,8 @@ cluster-wide or in the watched namespace (see src/controller/ and kube-runtime's
 - aiapps/status: patch (server-side apply of the whole status);
 - Secrets: get (credentials), list/watch (metadata-only watch that wakes the AiApps naming
   a Secret). Nothing writes or deletes Secrets;
-- Events: events.k8s.io/v1 create, and patch (kube-runtime's Recorder folds repeats into a
-  series by patching the Event it created).
+- Events: events.k8s.io/v1 create (src/controller/events.rs creates each Event once and
+  never patches it).
 */}}
 {{- define "dataforest-operator.controllerRules" -}}
 - apiGroups: ["dataforest.dev"]
@@ -83,7 +83,7 @@ cluster-wide or in the watched namespace (see src/controller/ and kube-runtime's
   verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*

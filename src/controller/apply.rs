@@ -21,7 +21,7 @@ use crate::dataforest::{DataForestApi, SubmitRequest, name_prefix};
 use crate::plan::{self, ADOPT_ID_ANNOTATION, Step};
 use crate::transition::{self, Next};
 
-/// How long a poll waits when polls hold their whole share of reconcile slots.
+/// How long a poll waits when submits are in flight and polls hold their share of slots.
 const POLL_SLOT_WAIT: Duration = Duration::from_millis(500);
 
 /// Re-reads after a conflicting write before the reconcile gives up and comes back.
@@ -154,7 +154,7 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
         Step::Poll(id) => {
             // A poll that finds its share of slots taken comes back shortly, without
             // holding a slot a submit could use.
-            let Ok(_slot) = ctx.polls.try_acquire() else {
+            let Some(_slot) = ctx.slots.poll() else {
                 return Ok(Action::requeue(super::jittered(POLL_SLOT_WAIT)));
             };
             run.poll(&id).await
@@ -163,8 +163,14 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
             let note = format!("adopted app {id}, named by the {ADOPT_ID_ANNOTATION} annotation");
             run.adopt(&id, "Adopted", &note).await
         }
-        Step::Submit { attempt } => run.submit(attempt, run.before.clone()).await,
-        Step::Recover(record) => run.recover(&record).await,
+        Step::Submit { attempt } => {
+            let _submitting = ctx.slots.submitting();
+            run.submit(attempt, run.before.clone()).await
+        }
+        Step::Recover(record) => {
+            let _submitting = ctx.slots.submitting();
+            run.recover(&record).await
+        }
         Step::AwaitPerson(record) => run.refresh_candidates(&record).await,
         Step::Done | Step::Paused | Step::Refused { .. } => {
             unreachable!("handled above")

@@ -31,7 +31,7 @@ use crate::transition::Note;
 pub const QUEUE: usize = 8192;
 
 /// Events sent at once.
-const SENDERS: usize = 8;
+const SENDERS: usize = 2;
 
 /// Bound on one Event create, so a hung apiserver cannot stall the queue for ever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,6 +13,7 @@ mod memory;
 mod poll;
 mod recover;
 mod secrets_seen;
+mod slots;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -178,8 +179,8 @@ pub struct Context {
     listings: Listings,
     /// Credentials resolved from Secrets the watch shows unchanged since.
     secrets_seen: SecretsSeen,
-    /// Reconcile slots a poll may hold: the rest are kept for submits (see `poll_slots`).
-    polls: tokio::sync::Semaphore,
+    /// Which of polls and submits may take a reconcile slot.
+    slots: slots::Slots,
 }
 
 impl Context {
@@ -308,13 +309,6 @@ fn error_policy(app: Arc<AiApp>, error: &Error, ctx: Arc<Context>) -> Action {
     }
 }
 
-/// Polls of running apps may hold half the reconcile slots (at least one), so a burst of
-/// new AiApps never waits behind them: with 10,000 apps running, polls alone could fill
-/// every slot. The half still keeps up with one poll per app per ceiling at a 100 ms API.
-fn poll_slots(concurrency: u16) -> usize {
-    usize::from(concurrency / 2).max(1)
-}
-
 /// `base` plus up to a quarter more, at random.
 pub fn jittered(base: Duration) -> Duration {
     base + base.mul_f64(fastrand::f64() / 4.0)
@@ -379,7 +373,7 @@ pub async fn run(
         refusals: Refusals::default(),
         listings: Listings::default(),
         secrets_seen: SecretsSeen::default(),
-        polls: tokio::sync::Semaphore::new(poll_slots(concurrency)),
+        slots: slots::Slots::new(concurrency),
     });
     let seen_by_watch = ctx.clone();
     info!(concurrency, "starting the AiApp controller");
@@ -452,13 +446,6 @@ async fn report_phases(store: Store<AiApp>, metrics: Arc<Metrics>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn polls_leave_half_the_slots_to_submits() {
-        assert_eq!(poll_slots(32), 16);
-        assert_eq!(poll_slots(3), 1);
-        assert_eq!(poll_slots(1), 1, "a single slot still polls");
-    }
 
     #[test]
     fn the_cache_keeps_no_managed_fields_nor_last_applied_copy() {

@@ -213,7 +213,7 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
              "resourceNames": [RELEASE], "verbs": ["get", "update"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "list"]},
         ])
     );
 

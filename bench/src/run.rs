@@ -300,17 +300,8 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .into_iter()
         .map(|op| (op.as_str().to_owned(), stats.total(op) as f64 / n as f64))
         .collect();
-    let kube_after = apiserver_requests(&client).await?;
-    let kube_per_aiapp = kube_after
-        .iter()
-        .map(|(what, count)| {
-            let before = kube_before.get(what).copied().unwrap_or(0.0);
-            (what.clone(), (count - before) / n as f64)
-        })
-        .filter(|(_, per)| *per > 0.0)
-        .collect();
-
-    // Events still queued are work, not rest: wait until the operator has sent them.
+    // Events still queued are work, not rest: wait until the operator has sent them,
+    // and count them with the rest of the Kubernetes requests.
     loop {
         let queued = scrape(&metrics, "dataforest_operator_events_queued")
             .await
@@ -325,6 +316,16 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         sleep(Duration::from_millis(100)).await;
     }
     let events_sent_s = secs(first_create.elapsed());
+
+    let kube_after = apiserver_requests(&client).await?;
+    let kube_per_aiapp = kube_after
+        .iter()
+        .map(|(what, count)| {
+            let before = kube_before.get(what).copied().unwrap_or(0.0);
+            (what.clone(), (count - before) / n as f64)
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
 
     // At rest: every AiApp has ended and its Events are sent; nothing should happen.
     let rest_calls_before = api_calls(&emulator);

@@ -80,6 +80,26 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver on free loopback ports and waits until the
     /// apiserver is ready and the `default` namespace exists.
     pub fn start(assets: Assets) -> Result<Self> {
+        Self::start_on(assets, &mut free_port)
+    }
+
+    /// Like [`ControlPlane::start`], with the ports taken from `ports`. A port that was
+    /// free when picked can be taken by another process (often as the local port of an
+    /// outgoing connection) before etcd or kube-apiserver binds it; the start is then
+    /// tried again on new ports, up to [`START_ATTEMPTS`] times.
+    pub fn start_on(assets: Assets, ports: &mut dyn FnMut() -> Result<u16>) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(assets.clone(), ports) {
+                Err(error) if attempt < START_ATTEMPTS && port_was_taken(&error) => {
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn start_once(assets: Assets, ports: &mut dyn FnMut() -> Result<u16>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("dataforest-testenv-")
             .tempdir()
@@ -89,8 +109,8 @@ impl ControlPlane {
         let pki = Pki::create(&certs)?;
 
         let supervisor = Supervisor::start()?;
-        let etcd_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{}", ports()?);
+        let peer_url = format!("http://127.0.0.1:{}", ports()?);
         let etcd_args = [
             "--name=testenv".to_owned(),
             format!("--data-dir={}", dir.path().join("etcd").display()),
@@ -104,7 +124,7 @@ impl ControlPlane {
         ];
         supervisor.spawn(ETCD, &assets.etcd, &etcd_args, &dir.path().join("etcd.log"))?;
 
-        let port = free_port()?;
+        let port = ports()?;
         let server_url = format!("https://127.0.0.1:{port}");
         let cert = |name: &str| certs.join(name).display().to_string();
         let apiserver_args = vec![
@@ -247,10 +267,18 @@ impl ControlPlane {
     }
 }
 
-fn free_port() -> Result<u16> {
-    // The port is free when this returns; the short gap before the server binds it is
-    // acceptable on a test machine.
+/// Starts tried before a port taken in the gap between picking and binding fails the start.
+pub const START_ATTEMPTS: usize = 3;
+
+/// A loopback port free when this returns; see [`ControlPlane::start_on`] for the gap
+/// before the server binds it.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether a start failed because etcd or kube-apiserver found its port taken.
+fn port_was_taken(error: &anyhow::Error) -> bool {
+    format!("{error:#}").contains("address already in use")
 }
 
 fn kubeconfig_yaml(server_url: &str, pki: &Pki) -> Result<String> {

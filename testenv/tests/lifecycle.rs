@@ -127,3 +127,36 @@ fn the_apiserver_restarts_on_the_same_port_and_keeps_its_data() {
         assert!(kept.is_ok(), "the namespace survived the restart: {kept:?}");
     });
 }
+
+#[test]
+fn a_port_taken_before_etcd_binds_it_is_replaced_and_the_start_succeeds() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Another process holds this port, as an outgoing connection can take a port between
+    // the moment it was picked as free and etcd binding it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let taken_port = taken.local_addr().expect("an address").port();
+    let mut picked = Vec::new();
+    let mut ports = || {
+        let port = if picked.is_empty() {
+            taken_port
+        } else {
+            dataforest_testenv::free_port()?
+        };
+        picked.push(port);
+        Ok(port)
+    };
+    let plane = ControlPlane::start_on(Assets::locate().expect("assets"), &mut ports)
+        .expect("the start is tried again on other ports");
+    assert!(
+        !plane.server_url().ends_with(&format!(":{taken_port}")),
+        "{}",
+        plane.server_url()
+    );
+    drop(plane);
+    assert!(
+        picked.len() > 3,
+        "the first start's ports were replaced: picked {picked:?}"
+    );
+    assert_eq!(picked[0], taken_port);
+    drop(taken);
+}

@@ -99,24 +99,14 @@ async fn restart_over_ended(
     let (operator, metrics) = launch.operator("bench-operator-restarted", "restarted.log")?;
     wait_leading(client, "bench-operator-restarted").await?;
     let leading_s = secs(started.elapsed());
-    let until = Instant::now() + PATIENCE;
-    loop {
-        // Finished reconciles; the first of every AiApp after the cache synced.
-        let done = scrape(
-            &metrics,
-            "dataforest_operator_reconcile_duration_seconds_count",
-        )
-        .await
-        .unwrap_or(0.0);
-        if done >= n as f64 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "after the restart, {done} of {n} AiApps were reconciled"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
+    // Finished reconciles; the first of every AiApp after the cache synced.
+    wait_for_sample(
+        &metrics,
+        "dataforest_operator_reconcile_duration_seconds_count",
+        |done| done >= n as f64,
+    )
+    .await
+    .context("after the restart, not every AiApp was reconciled")?;
     let reconciled_s = secs(started.elapsed());
     let restart = Restart {
         leading_s,
@@ -132,6 +122,23 @@ async fn restart_over_ended(
 fn api_calls(emulator: &EmulatorHandle) -> u64 {
     let stats = emulator.stats();
     Operation::ALL.into_iter().map(|op| stats.total(op)).sum()
+}
+
+/// Polls the operator's `/metrics` until `sample` satisfies `done`, within [`PATIENCE`];
+/// returns its last value. An unreadable `/metrics` counts as not done yet.
+async fn wait_for_sample(address: &str, sample: &str, done: impl Fn(f64) -> bool) -> Result<f64> {
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let value = scrape(address, sample).await;
+        if let Some(value) = value.filter(|v| done(*v)) {
+            return Ok(value);
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{sample} was {value:?} after {PATIENCE:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One sample's value from the operator's `/metrics` (plain HTTP/1.0, no client needed).
@@ -302,19 +309,11 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .collect();
     // Events still queued are work, not rest: wait until the operator has sent them,
     // and count them with the rest of the Kubernetes requests.
-    loop {
-        let queued = scrape(&metrics, "dataforest_operator_events_queued")
-            .await
-            .context("the operator's metrics could not be read")?;
-        if queued == 0.0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "{queued} Events still queued after {PATIENCE:?}"
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_sample(&metrics, "dataforest_operator_events_queued", |queued| {
+        queued == 0.0
+    })
+    .await
+    .context("the operator's Events were never all sent")?;
     let events_sent_s = secs(first_create.elapsed());
 
     let kube_after = apiserver_requests(&client).await?;

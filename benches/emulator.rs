@@ -53,6 +53,10 @@ fn request() -> SubmitRequest {
         },
         credentials: None,
         deletion_policy: Default::default(),
+        suspend: false,
+        start_deadline_seconds: None,
+        active_deadline_seconds: None,
+        backoff_limit: 0,
     };
     SubmitRequest::from_spec(&spec, "bench")
 }

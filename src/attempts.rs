@@ -31,6 +31,9 @@ pub fn normalize(status: &mut AiAppStatus) {
         id: status.id.clone(),
         candidates: Vec::new(),
         outcome,
+        killed_by: None,
+        killed_at: None,
+        ended: None,
     });
 }
 
@@ -61,6 +64,9 @@ pub fn begin(status: &mut AiAppStatus, attempt: i32, name_prefix: &str, now: Tim
         id: None,
         candidates: Vec::new(),
         outcome: AttemptOutcome::Pending,
+        killed_by: None,
+        killed_at: None,
+        ended: None,
     });
     prune(status);
 }

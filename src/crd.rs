@@ -44,6 +44,10 @@ pub mod limits {
     pub const ATTEMPTS_MAX: u32 = 64;
     /// Candidate apps recorded for one ambiguous attempt.
     pub const CANDIDATES_MAX: u32 = 16;
+    /// Deadlines: at most 30 days.
+    pub const DEADLINE_MAX: i64 = 30 * 24 * 3600;
+    /// Retries of failed apps.
+    pub const BACKOFF_LIMIT_MAX: i32 = 10;
 }
 use limits::*;
 
@@ -82,6 +86,7 @@ const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
         type_ = "string",
         json_path = ".status.finalStatus"
     ),
+    printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -109,6 +114,10 @@ const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 #[x_kube(validation = immutable(".data", "self.data == oldSelf.data"))]
 #[x_kube(validation = immutable(".docker", "self.docker == oldSelf.docker"))]
 #[x_kube(validation = immutable(".resource", "self.resource == oldSelf.resource"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.namePrefix) || !has(self.backoffLimit) || self.backoffLimit == 0")
+    .message("spec.backoffLimit above 0 needs spec.namePrefix unset: each retry gets its own derived name prefix, so that recovery after a lost answer can tell which attempt made an app")
+    .field_path(".backoffLimit")
+    .reason(kube::core::Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct AiAppSpec {
     /// AI workspace the app runs in (Base62 id of at most 22 characters, from the AI
@@ -147,6 +156,41 @@ pub struct AiAppSpec {
     /// What deleting this AiApp does to a live app: `Kill` (default) or `Orphan`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Whether the app may run, as a Job's `suspend`. Setting it on an AiApp not yet
+    /// submitted keeps it from being submitted; on one that runs, the operator kills the
+    /// app and, once Data Forest shows it ended, the phase is `Suspended`. Setting it back
+    /// to false submits a new app as a new attempt. Mutable. (The `dataforest.dev/paused`
+    /// annotation differs: it stops every API call, kills nothing, and wins over this.)
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Longest time, in seconds, from a submit to the app running (a GPU queue can hold
+    /// an app for hours). Counted per attempt from its marker in `status.attempts`. When it
+    /// passes the operator kills the app; the phase becomes `Failed` (reason
+    /// `DeadlineExceeded`) once Data Forest shows the app ended. Mutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = DEADLINE_MAX))]
+    pub start_deadline_seconds: Option<i64>,
+
+    /// Longest time, in seconds, from the first submit to the end, across every retry.
+    /// Like a Job's, the clock starts again when a suspended AiApp resumes, so suspended
+    /// time never counts. When it passes the operator kills the app and submits no more
+    /// retries; the phase becomes `Failed` (reason `DeadlineExceeded`) once Data Forest
+    /// shows the app ended. Mutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = DEADLINE_MAX))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// How many times an app that ended failed (state FAILED, or final status FAILED or
+    /// ENDED) is replaced by a new one, 0 to 10 (default 0). Apps killed by a person, by
+    /// deletion, by `suspend` or by a deadline are never retried. Retries wait 10 s, then
+    /// twice as long each time, at most 10 minutes (`status.nextAttemptAt`). Each retry is
+    /// an attempt with its own derived name prefix, so `backoffLimit` above 0 needs
+    /// `namePrefix` unset.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = BACKOFF_LIMIT_MAX))]
+    pub backoff_limit: i32,
 }
 
 fn default_queue_name() -> String {
@@ -354,6 +398,12 @@ pub struct AiAppStatus {
     #[schemars(length(max = ATTEMPTS_MAX))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["attempt"]))]
     pub attempts: Vec<AttemptRecord>,
+    /// The current attempt's number (1 for the first submit), as the Attempt column shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
+    /// When the next retry of a failed app is submitted (`spec.backoffLimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
     /// While the AiApp waits for a person in phase Unknown after a submit whose outcome is
     /// unknown: the value of the `dataforest.dev/resubmit` annotation that confirms one more
     /// submit. It is bound to this AiApp and this attempt, so it confirms nothing else.
@@ -447,6 +497,29 @@ pub struct AttemptRecord {
     pub candidates: Vec<String>,
     /// What came of it.
     pub outcome: AttemptOutcome,
+    /// Why the operator killed its app, when it did: written before the kill is sent, so
+    /// the kill is sent again until Data Forest shows the app ended, across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<KillCause>,
+    /// When the operator decided to kill its app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_at: Option<Time>,
+    /// How its app ended, once Data Forest showed it ended: `Succeeded`, `Failed`,
+    /// `Killed`, or `Suspended` (killed because `spec.suspend` was set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Phase>,
+}
+
+/// Why the operator killed an app it had submitted (deletion aside).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillCause {
+    /// `spec.suspend` was set: the AiApp becomes `Suspended`, and a new attempt follows
+    /// when it is unset.
+    Suspend,
+    /// `spec.startDeadlineSeconds` passed before the app was running.
+    StartDeadline,
+    /// `spec.activeDeadlineSeconds` passed before the app ended.
+    ActiveDeadline,
 }
 
 /// What came of one attempt.
@@ -502,6 +575,9 @@ pub enum Phase {
     Killed,
     /// The operator lost track of the app; a person must resolve it.
     Unknown,
+    /// `spec.suspend` is set: nothing was submitted, or the app was killed and Data Forest
+    /// shows it ended. Not terminal: unsetting `suspend` submits a new attempt.
+    Suspended,
 }
 
 impl Phase {
@@ -539,9 +615,13 @@ mod tests {
         let crd = serde_json::to_value(AiApp::crd()).unwrap();
         let rules = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["x-kubernetes-validations"];
-        let paths: Vec<&str> = rules
+        let immutability: Vec<&serde_json::Value> = rules
             .as_array()
             .unwrap()
+            .iter()
+            .filter(|rule| rule["rule"].as_str().unwrap().contains("oldSelf"))
+            .collect();
+        let paths: Vec<&str> = immutability
             .iter()
             .map(|rule| rule["fieldPath"].as_str().unwrap())
             .collect();
@@ -556,7 +636,7 @@ mod tests {
                 ".resource"
             ]
         );
-        for rule in rules.as_array().unwrap() {
+        for rule in immutability {
             let message = rule["message"].as_str().unwrap();
             assert!(message.contains("delete and recreate"), "{message}");
         }
@@ -579,7 +659,7 @@ mod tests {
     fn only_succeeded_failed_and_killed_are_terminal() {
         use Phase::*;
         let terminal: Vec<Phase> = [
-            Pending, Submitting, Accepted, Running, Succeeded, Failed, Killed, Unknown,
+            Pending, Submitting, Accepted, Running, Succeeded, Failed, Killed, Unknown, Suspended,
         ]
         .into_iter()
         .filter(|phase| phase.is_terminal())

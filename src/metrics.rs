@@ -299,6 +299,7 @@ pub fn phase_name(phase: Phase) -> &'static str {
         Phase::Failed => "Failed",
         Phase::Killed => "Killed",
         Phase::Unknown => "Unknown",
+        Phase::Suspended => "Suspended",
     }
 }
 

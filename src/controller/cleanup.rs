@@ -358,6 +358,9 @@ mod tests {
             id: None,
             candidates: Vec::new(),
             outcome,
+            killed_by: None,
+            killed_at: None,
+            ended: None,
         }
     }
 

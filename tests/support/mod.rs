@@ -85,6 +85,10 @@ pub fn spec() -> AiAppSpec {
         },
         credentials: None,
         deletion_policy: Default::default(),
+        suspend: false,
+        start_deadline_seconds: None,
+        active_deadline_seconds: None,
+        backoff_limit: 0,
     }
 }
 

@@ -21,7 +21,7 @@ build: ## Build the operator and the test environment
 
 .PHONY: generate
 generate: ## Regenerate the CRD from the Rust types, then the chart's copy and deploy/operator.yaml
-	$(CARGO) run --quiet --bin dataforest-operator -- crd > $(CRD)
+	$(CARGO) run --quiet --bin dataforest-operator -- crd > $(CRD).new && mv $(CRD).new $(CRD)
 	bash hack/render.sh
 
 .PHONY: render

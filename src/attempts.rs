@@ -14,6 +14,7 @@ use crate::crd::{AiAppStatus, AttemptOutcome, AttemptRecord, SubmissionMarker};
 /// version carries on where it stood.
 pub fn normalize(status: &mut AiAppStatus) {
     if !status.attempts.is_empty() {
+        status.attempt = status.attempts.last().map(|a| a.attempt);
         return;
     }
     let Some(marker) = status.submission.clone() else {
@@ -35,6 +36,7 @@ pub fn normalize(status: &mut AiAppStatus) {
         killed_at: None,
         ended: None,
     });
+    status.attempt = Some(marker.attempt);
 }
 
 /// The latest attempt, if any.
@@ -57,6 +59,7 @@ pub fn begin(status: &mut AiAppStatus, attempt: i32, name_prefix: &str, now: Tim
         started_at: Time(now),
         name_prefix: name_prefix.to_owned(),
     });
+    status.attempt = Some(attempt);
     status.attempts.push(AttemptRecord {
         attempt,
         started_at: Time(now),

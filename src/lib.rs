@@ -9,6 +9,7 @@ pub mod crd;
 pub mod credentials;
 pub mod dataforest;
 pub mod health;
+pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod plan;

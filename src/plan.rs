@@ -9,6 +9,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use crate::attempts;
 use crate::crd::{AiApp, AttemptOutcome, AttemptRecord, Phase};
 use crate::dataforest::AppSummary;
+use crate::job;
 
 /// `"true"` stops every API call for the AiApp.
 pub const PAUSED_ANNOTATION: &str = "dataforest.dev/paused";
@@ -40,11 +41,17 @@ pub enum Step {
         reason: &'static str,
         message: String,
     },
+    /// `spec.suspend` holds an AiApp with no live app: no API call.
+    Suspend,
+    /// The active deadline passed while no app runs: Failed, nothing more is submitted.
+    Expire(job::Fired),
+    /// A failed app's retry is due at this time: no API call until then.
+    Wait(Timestamp),
 }
 
 /// The next step for `app`, whose status is already normalized (see
-/// [`crate::attempts::normalize`]).
-pub fn next_step(app: &AiApp) -> Step {
+/// [`crate::attempts::normalize`]), at `now`.
+pub fn next_step(app: &AiApp, now: Timestamp) -> Step {
     let status = app.status.clone().unwrap_or_default();
     if status.phase.is_some_and(Phase::is_terminal) {
         return Step::Done;
@@ -52,10 +59,15 @@ pub fn next_step(app: &AiApp) -> Step {
     if annotation(app, PAUSED_ANNOTATION) == Some("true") {
         return Step::Paused;
     }
-    if let Some(id) = status.id {
+    // The app in status is live until its attempt ended (then a retry or a resume is due).
+    let current_ended = attempts::current(&status).is_some_and(|a| a.ended.is_some());
+    if let Some(id) = status.id.clone().filter(|_| !current_ended) {
         return Step::Poll(id);
     }
+    let own = |id: &str| status.attempts.iter().any(|a| a.id.as_deref() == Some(id));
     match annotation(app, ADOPT_ID_ANNOTATION) {
+        // An adopt-id left on the AiApp after its app ended names that app again: not new.
+        Some(id) if own(id) => {}
         Some(id) if is_app_id(id) => return Step::Adopt(id.to_owned()),
         // Ignoring it would submit a new GPU job where the person meant to adopt one.
         Some(id) => {
@@ -71,20 +83,31 @@ pub fn next_step(app: &AiApp) -> Step {
     }
     let next = attempts::next_number(&status);
     match attempts::current(&status) {
-        None => Step::Submit { attempt: next },
-        Some(record) if record.outcome == AttemptOutcome::NotCreated => {
-            Step::Submit { attempt: next }
-        }
+        // Nothing submitted, nothing came of the last submit, or its app ended.
+        None => {}
+        Some(record) if record.outcome == AttemptOutcome::NotCreated || record.ended.is_some() => {}
         Some(record) if status.phase == Some(Phase::Unknown) => {
             let uid = app.metadata.uid.as_deref().unwrap_or_default();
             let token = attempts::resubmit_token(uid, record);
-            if annotation(app, RESUBMIT_ANNOTATION) == Some(token.as_str()) {
+            return if annotation(app, RESUBMIT_ANNOTATION) == Some(token.as_str()) {
                 Step::Submit { attempt: next }
             } else {
                 Step::AwaitPerson(record.clone())
-            }
+            };
         }
-        Some(record) => Step::Recover(record.clone()),
+        // The outcome of the current attempt is unknown: its app is found first (a
+        // suspend or a deadline then kills it).
+        Some(record) => return Step::Recover(record.clone()),
+    }
+    if app.spec.suspend {
+        return Step::Suspend;
+    }
+    if let Some(fired) = job::active_deadline(&app.spec, &status).filter(|d| d.at <= now) {
+        return Step::Expire(fired);
+    }
+    match status.next_attempt_at {
+        Some(at) if at.0 > now => Step::Wait(at.0),
+        _ => Step::Submit { attempt: next },
     }
 }
 
@@ -361,7 +384,7 @@ mod tests {
         ];
         for (app, step) in table {
             assert_eq!(
-                next_step(&app),
+                next_step(&app, at(0)),
                 step,
                 "{:?} {:?}",
                 app.status,
@@ -378,7 +401,7 @@ mod tests {
             &[(RESUBMIT_ANNOTATION, &token(&pending))],
         );
         recreated.metadata.uid = Some("another-uid".into());
-        assert_eq!(next_step(&recreated), Step::AwaitPerson(pending));
+        assert_eq!(next_step(&recreated, at(0)), Step::AwaitPerson(pending));
     }
 
     fn listed(id: &str, name: &str, started: Option<i64>) -> AppSummary {
@@ -600,5 +623,61 @@ mod tests {
             interval = Some(next);
         }
         assert_eq!(seen, [1, 2, 4, 5, 5]);
+    }
+
+    #[test]
+    fn suspend_retries_and_the_active_deadline_choose_the_step_once_no_app_is_live() {
+        let mut ended = record(1, 0, AttemptOutcome::Created);
+        ended.id = Some("abc".into());
+        ended.ended = Some(Phase::Failed);
+        let waiting = |next_at: i64, annotations: &[(&str, &str)]| {
+            let mut s = status(Phase::Pending, Some("abc"), vec![ended.clone()]);
+            s.next_attempt_at = Some(Time(at(next_at)));
+            app(Some(s), annotations)
+        };
+        assert_eq!(next_step(&waiting(20, &[]), at(10)), Step::Wait(at(20)));
+        assert_eq!(
+            next_step(&waiting(20, &[]), at(20)),
+            Step::Submit { attempt: 2 }
+        );
+        // An adopt-id still on the AiApp names its own ended app: no adoption again.
+        assert_eq!(
+            next_step(&waiting(5, &[(ADOPT_ID_ANNOTATION, "abc")]), at(10)),
+            Step::Submit { attempt: 2 }
+        );
+        let mut suspended = app(None, &[]);
+        suspended.spec.suspend = true;
+        assert_eq!(next_step(&suspended, at(0)), Step::Suspend);
+        // A live app is polled; the poll kills it.
+        let mut live = app(
+            Some(status(
+                Phase::Running,
+                Some("abc"),
+                vec![record(1, 0, AttemptOutcome::Created)],
+            )),
+            &[],
+        );
+        live.spec.suspend = true;
+        assert_eq!(next_step(&live, at(0)), Step::Poll("abc".into()));
+        // Paused wins over suspend.
+        suspended
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(PAUSED_ANNOTATION.into(), "true".into());
+        assert_eq!(next_step(&suspended, at(0)), Step::Paused);
+        // Resumed: a new attempt.
+        let mut was_suspended = ended.clone();
+        was_suspended.ended = Some(Phase::Suspended);
+        was_suspended.killed_by = Some(crate::crd::KillCause::Suspend);
+        let resumed = app(
+            Some(status(Phase::Suspended, Some("abc"), vec![was_suspended])),
+            &[],
+        );
+        assert_eq!(next_step(&resumed, at(0)), Step::Submit { attempt: 2 });
+        // The active deadline passed while a retry waited: no more submits.
+        let mut bounded = waiting(500, &[]);
+        bounded.spec.active_deadline_seconds = Some(100);
+        assert!(matches!(next_step(&bounded, at(101)), Step::Expire(fired) if fired.at == at(100)));
     }
 }

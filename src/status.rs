@@ -17,6 +17,11 @@ pub mod condition {
     pub const SUCCEEDED: &str = "Succeeded";
     /// The app ended without success.
     pub const FAILED: &str = "Failed";
+    /// `spec.suspend` holds the AiApp: True once nothing runs (as a Job's).
+    pub const SUSPENDED: &str = "Suspended";
+    /// The AiApp is bound to fail: a deadline passed and its app is being killed (as a
+    /// Job's `FailureTarget`); `Failed` follows once Data Forest shows the app ended.
+    pub const FAILURE_TARGET: &str = "FailureTarget";
 }
 
 /// The phase that a `state` and `finalStatus` from Data Forest mean. Unknown states are
@@ -170,6 +175,27 @@ pub fn set_condition(
             observed_generation: generation,
         }),
     }
+}
+
+/// Removes a condition type.
+pub fn remove_condition(status: &mut AiAppStatus, type_: &str) {
+    status.conditions.retain(|c| c.type_ != type_);
+}
+
+/// Forgets what Data Forest said about the previous attempt's app, as a new attempt starts.
+pub fn clear_app(status: &mut AiAppStatus) {
+    status.id = None;
+    status.name = None;
+    status.app_id = None;
+    status.account_name = None;
+    status.queue_name = None;
+    status.state = None;
+    status.final_status = None;
+    status.started_at = None;
+    status.finished_at = None;
+    status.elapsed_millis = None;
+    status.containers.clear();
+    status.next_attempt_at = None;
 }
 
 /// The status of a condition type, if set.

@@ -8,8 +8,11 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::attempts;
-use crate::crd::{AiAppStatus, AttemptOutcome, Phase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{AiAppStatus, AttemptOutcome, KillCause, Phase};
 use crate::dataforest::{ApiError, AppDetail, SubmitResponse};
+use crate::job;
 use crate::plan::{ADOPT_ID_ANNOTATION, RESUBMIT_ANNOTATION};
 use crate::status::{self, condition, set_condition};
 
@@ -149,6 +152,23 @@ pub fn marker(
     now: Timestamp,
 ) -> AiAppStatus {
     let mut status = before.clone();
+    if attempts::current(&status).is_some_and(|a| a.ended.is_some()) {
+        // A retry or a resume: the fields of the app that ended describe an old attempt.
+        status::clear_app(&mut status);
+        status::remove_condition(&mut status, condition::FAILED);
+        status::remove_condition(&mut status, condition::SUCCEEDED);
+    }
+    if status::condition_status(&status, condition::SUSPENDED) == Some("True") {
+        set_condition(
+            &mut status,
+            condition::SUSPENDED,
+            "False",
+            "Resumed",
+            "spec.suspend was unset: a new attempt is submitted",
+            now,
+        );
+    }
+    status.next_attempt_at = None;
     attempts::begin(&mut status, attempt, name_prefix, now);
     status.phase = Some(Phase::Submitting);
     status.resubmit_token = None;
@@ -369,6 +389,7 @@ pub fn polled(
     id: &str,
     detail: &AppDetail,
     confirmed_undefined: bool,
+    retry: Option<Retry>,
     now: Timestamp,
 ) -> Transition {
     let undefined = |s: Option<&str>| s.is_none_or(|s| s == "UNDEFINED");
@@ -380,7 +401,19 @@ pub fn polled(
     status::record_detail(&mut status, detail);
     status::settle_phase(&mut status, now);
     let phase = status.phase.unwrap_or(Phase::Accepted);
-    status.message = Some(phase_message(&status));
+    let current = attempts::current(&status).cloned();
+    let killed_by = current.as_ref().and_then(|a| a.killed_by);
+    if phase.is_terminal() {
+        if let Some(current) = &current {
+            return ended(status, before, id, current.attempt, killed_by, retry, now);
+        }
+    }
+    status.message = if killed_by.is_some() {
+        // The kill's message stays until the app shows ended.
+        before.message.clone()
+    } else {
+        Some(phase_message(&status))
+    };
     if phase.is_terminal() {
         status.resubmit_token = None;
     }
@@ -401,6 +434,277 @@ pub fn polled(
         Next::Backoff
     };
     Transition::new(status, note, next)
+}
+
+/// A retry to schedule if the app ended failed on its own: its number (1 for the first),
+/// the limit, and when it is submitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub number: usize,
+    pub limit: i32,
+    pub at: Timestamp,
+}
+
+/// The current attempt's app ended (`status` holds what getDetail said and the phase it
+/// means): the phase the AiApp takes, by why it ended. A kill for `suspend` makes it
+/// Suspended; a kill for a deadline, Failed with reason DeadlineExceeded; a failure of its
+/// own, a retry when one is left; anything else, the phase the app's state means.
+fn ended(
+    mut status: AiAppStatus,
+    before: &AiAppStatus,
+    id: &str,
+    attempt: i32,
+    killed_by: Option<KillCause>,
+    retry: Option<Retry>,
+    now: Timestamp,
+) -> Transition {
+    status.resubmit_token = None;
+    let phase = status.phase.unwrap_or(Phase::Failed);
+    let said = phase_message(&status);
+    let (phase, note, next) = match (phase, killed_by) {
+        (Phase::Killed, Some(KillCause::Suspend)) => {
+            let message = format!(
+                "app {id} was killed for spec.suspend and ended ({said}); unset spec.suspend to submit a new attempt"
+            );
+            status::remove_condition(&mut status, condition::FAILED);
+            status::remove_condition(&mut status, condition::SUCCEEDED);
+            set_condition(
+                &mut status,
+                condition::SUSPENDED,
+                "True",
+                "Suspended",
+                &message,
+                now,
+            );
+            set_condition(
+                &mut status,
+                condition::SYNCED,
+                "True",
+                "Suspended",
+                &message,
+                now,
+            );
+            status.message = Some(message.clone());
+            (
+                Phase::Suspended,
+                Note::normal("Suspended", message),
+                Next::Park,
+            )
+        }
+        (Phase::Killed, Some(KillCause::StartDeadline | KillCause::ActiveDeadline)) => {
+            let fired = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::FAILURE_TARGET)
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| "a deadline passed".to_owned());
+            let message = format!("app {id} was killed and ended ({said}): {fired}");
+            set_condition(
+                &mut status,
+                condition::FAILED,
+                "True",
+                "DeadlineExceeded",
+                &message,
+                now,
+            );
+            set_condition(
+                &mut status,
+                condition::SUCCEEDED,
+                "False",
+                "DeadlineExceeded",
+                &message,
+                now,
+            );
+            status.message = Some(message.clone());
+            (
+                Phase::Failed,
+                Note::warning("DeadlineExceeded", message),
+                Next::Done,
+            )
+        }
+        (Phase::Failed, None) if retry.is_some() => {
+            let Retry { number, limit, at } = retry.expect("matched Some");
+            let message = format!(
+                "app {id} (attempt {attempt}) failed ({said}); retry {number} of {limit} is submitted at {at}"
+            );
+            status::remove_condition(&mut status, condition::FAILED);
+            status::remove_condition(&mut status, condition::SUCCEEDED);
+            set_condition(
+                &mut status,
+                condition::SUBMITTED,
+                "False",
+                "Retrying",
+                &message,
+                now,
+            );
+            status.next_attempt_at = Some(Time(at));
+            status.message = Some(message.clone());
+            let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+            (
+                Phase::Pending,
+                Note::warning("Retrying", message),
+                Next::After(wait),
+            )
+        }
+        (phase, _) => {
+            status.message = Some(said.clone());
+            let reason = format!("{phase:?}");
+            let text = format!("app {id}: {said}");
+            let note = if matches!(phase, Phase::Failed | Phase::Killed) {
+                Note::warning(&reason, text)
+            } else {
+                Note::normal(&reason, text)
+            };
+            (phase, note, Next::Done)
+        }
+    };
+    status.phase = Some(phase);
+    // How the app ended: a retry waits in Pending after an app that failed.
+    let app_ended = if phase == Phase::Pending {
+        Phase::Failed
+    } else {
+        phase
+    };
+    if let Some(record) = attempts::record_mut(&mut status, attempt) {
+        record.ended = Some(app_ended);
+    }
+    let note = (before.phase != status.phase).then_some(note);
+    Transition::new(status, note, next)
+}
+
+/// `spec.suspend` or a deadline decided that the current attempt's app `id` must end: the
+/// cause is recorded on the attempt before the kill is sent, so the kill is sent again
+/// until the app shows ended, across restarts; a deadline says DeadlineExceeded at once.
+pub fn kill_decided(
+    before: &AiAppStatus,
+    id: &str,
+    cause: KillCause,
+    fired: Option<&job::Fired>,
+    now: Timestamp,
+) -> Transition {
+    let mut status = before.clone();
+    if let Some(attempt) = attempts::current(&status).map(|a| a.attempt)
+        && let Some(record) = attempts::record_mut(&mut status, attempt)
+    {
+        record.killed_by = Some(cause);
+        record.killed_at = Some(Time(now));
+    }
+    let note = match (cause, fired) {
+        (KillCause::Suspend, _) | (_, None) => {
+            let message = format!(
+                "spec.suspend is set: killing app {id}; the AiApp is Suspended once Data Forest shows it ended"
+            );
+            set_condition(
+                &mut status,
+                condition::SUSPENDED,
+                "False",
+                "Suspending",
+                &message,
+                now,
+            );
+            status.message = Some(message.clone());
+            Note::normal("Suspending", message)
+        }
+        (_, Some(fired)) => {
+            let message = format!(
+                "{}: killing app {id}; the AiApp fails once Data Forest shows it ended",
+                fired.describe()
+            );
+            set_condition(
+                &mut status,
+                condition::FAILURE_TARGET,
+                "True",
+                "DeadlineExceeded",
+                &message,
+                now,
+            );
+            status.message = Some(message.clone());
+            Note::warning("DeadlineExceeded", message)
+        }
+    };
+    Transition::new(status, Some(note), Next::Soon)
+}
+
+/// `spec.suspend` holds an AiApp with no live app: nothing is submitted, no API call.
+pub fn suspended(before: &AiAppStatus, now: Timestamp) -> Transition {
+    let mut status = before.clone();
+    let message = "spec.suspend is set: nothing is submitted until it is unset";
+    if status.phase != Some(Phase::Suspended) {
+        status.message = Some(message.to_owned());
+        set_condition(
+            &mut status,
+            condition::SUSPENDED,
+            "True",
+            "Suspended",
+            message,
+            now,
+        );
+        set_condition(
+            &mut status,
+            condition::SYNCED,
+            "True",
+            "Suspended",
+            message,
+            now,
+        );
+        if status.id.is_none() {
+            set_condition(
+                &mut status,
+                condition::SUBMITTED,
+                "False",
+                "Suspended",
+                message,
+                now,
+            );
+        }
+    }
+    status.next_attempt_at = None;
+    let note = (before.phase != Some(Phase::Suspended)).then(|| Note::normal("Suspended", message));
+    status.phase = Some(Phase::Suspended);
+    Transition::new(status, note, Next::Park)
+}
+
+/// The active deadline passed while no app of this AiApp runs (a retry was waiting, or
+/// submits kept failing): Failed at once, nothing more is submitted.
+pub fn expired(before: &AiAppStatus, fired: &job::Fired, now: Timestamp) -> Transition {
+    let mut status = before.clone();
+    let message = format!(
+        "{}: no app runs and none is submitted any more",
+        fired.describe()
+    );
+    status.phase = Some(Phase::Failed);
+    status.next_attempt_at = None;
+    status.resubmit_token = None;
+    set_condition(
+        &mut status,
+        condition::FAILURE_TARGET,
+        "True",
+        "DeadlineExceeded",
+        &message,
+        now,
+    );
+    set_condition(
+        &mut status,
+        condition::FAILED,
+        "True",
+        "DeadlineExceeded",
+        &message,
+        now,
+    );
+    set_condition(
+        &mut status,
+        condition::SUCCEEDED,
+        "False",
+        "DeadlineExceeded",
+        &message,
+        now,
+    );
+    status.message = Some(message.clone());
+    Transition::new(
+        status,
+        Some(Note::warning("DeadlineExceeded", message)),
+        Next::Done,
+    )
 }
 
 /// A call failed: Synced says so; retried on the back-off, or parked when a person must
@@ -730,6 +1034,7 @@ mod tests {
             "abc",
             &detail("ACCEPTED", "UNDEFINED"),
             false,
+            None,
             at(2),
         );
         assert_eq!((same.note, same.next), (None, Next::Backoff));
@@ -738,6 +1043,7 @@ mod tests {
             "abc",
             &detail("RUNNING", "UNDEFINED"),
             false,
+            None,
             at(2),
         );
         assert_eq!(running.status.phase, Some(Phase::Running));
@@ -766,7 +1072,7 @@ mod tests {
             (detail("KILLED", "KILLED"), Phase::Killed, true, "Killed"),
         ];
         for (detail, phase, warning, reason) in table {
-            let t = polled(&running.status, "abc", &detail, false, at(3));
+            let t = polled(&running.status, "abc", &detail, false, None, at(3));
             assert_eq!(t.status.phase, Some(phase));
             assert_eq!(t.next, Next::Done);
             assert_eq!(t.note.map(|n| n.warning), Some(warning));
@@ -787,6 +1093,7 @@ mod tests {
             "abc",
             &detail("FINISHED", "UNDEFINED"),
             false,
+            None,
             at(2),
         );
         assert_eq!(first.next, Next::ReadAgain);
@@ -796,6 +1103,7 @@ mod tests {
             "abc",
             &detail("FINISHED", "UNDEFINED"),
             true,
+            None,
             at(3),
         );
         assert_eq!(second.status.phase, Some(Phase::Failed));
@@ -838,5 +1146,201 @@ mod tests {
             (Some(Phase::Unknown), Next::Park)
         );
         assert!(past.note.is_some_and(|n| n.reason == "AppNotFound"));
+    }
+
+    fn running(id: &str) -> AiAppStatus {
+        let accepted = submitted(&marked(1), 1, &response(id), at(1)).status;
+        polled(
+            &accepted,
+            id,
+            &detail("RUNNING", "UNDEFINED"),
+            false,
+            None,
+            at(2),
+        )
+        .status
+    }
+
+    #[test]
+    fn a_suspend_kill_is_recorded_first_and_ends_in_suspended_not_killed() {
+        let decided = kill_decided(&running("abc"), "abc", KillCause::Suspend, None, at(3));
+        assert_eq!(
+            decided.status.attempts[0].killed_by,
+            Some(KillCause::Suspend)
+        );
+        assert_eq!(decided.status.attempts[0].killed_at, Some(Time(at(3))));
+        assert_eq!(
+            decided.status.phase,
+            Some(Phase::Running),
+            "live until it shows ended"
+        );
+        assert_eq!(
+            condition(&decided.status, condition::SUSPENDED),
+            ("False", "Suspending")
+        );
+        // Still live: the kill's message stays.
+        let live = polled(
+            &decided.status,
+            "abc",
+            &detail("RUNNING", "UNDEFINED"),
+            false,
+            None,
+            at(4),
+        );
+        assert_eq!(live.status.message, decided.status.message);
+        let ended = polled(
+            &decided.status,
+            "abc",
+            &detail("KILLED", "KILLED"),
+            false,
+            None,
+            at(5),
+        );
+        assert_eq!(ended.status.phase, Some(Phase::Suspended));
+        assert_eq!(ended.status.attempts[0].ended, Some(Phase::Suspended));
+        assert_eq!(ended.next, Next::Park);
+        assert_eq!(
+            condition(&ended.status, condition::SUSPENDED),
+            ("True", "Suspended")
+        );
+        assert!(
+            !ended
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::FAILED),
+            "a suspend is no failure"
+        );
+        // Resuming starts a new attempt with none of the old app's fields.
+        let resumed = marker(&ended.status, 2, "cd", at(9));
+        assert_eq!((resumed.id.clone(), resumed.state.clone()), (None, None));
+        assert_eq!(resumed.attempt, Some(2));
+        assert_eq!(
+            condition(&resumed, condition::SUSPENDED),
+            ("False", "Resumed")
+        );
+    }
+
+    #[test]
+    fn a_deadline_says_so_at_once_and_fails_only_once_the_app_ended() {
+        let fired = job::Fired {
+            cause: KillCause::StartDeadline,
+            limit_seconds: 30,
+            at: at(30),
+        };
+        let decided = kill_decided(&running("abc"), "abc", fired.cause, Some(&fired), at(31));
+        assert_eq!(
+            condition(&decided.status, condition::FAILURE_TARGET),
+            ("True", "DeadlineExceeded")
+        );
+        let message = decided.status.message.clone().unwrap();
+        assert!(
+            message.contains("spec.startDeadlineSeconds (30 s) passed at"),
+            "{message}"
+        );
+        assert!(
+            decided
+                .note
+                .as_ref()
+                .is_some_and(|n| n.warning && n.reason == "DeadlineExceeded")
+        );
+        assert!(!decided.status.phase.unwrap().is_terminal());
+        let ended = polled(
+            &decided.status,
+            "abc",
+            &detail("KILLED", "KILLED"),
+            false,
+            None,
+            at(40),
+        );
+        assert_eq!(ended.status.phase, Some(Phase::Failed));
+        assert_eq!(
+            condition(&ended.status, condition::FAILED),
+            ("True", "DeadlineExceeded")
+        );
+        assert_eq!(ended.next, Next::Done);
+    }
+
+    #[test]
+    fn a_failed_app_is_retried_while_retries_are_left_and_a_killed_one_never() {
+        let retry = Retry {
+            number: 1,
+            limit: 2,
+            at: at(20),
+        };
+        let failed = polled(
+            &running("abc"),
+            "abc",
+            &detail("FINISHED", "FAILED"),
+            false,
+            Some(retry),
+            at(10),
+        );
+        assert_eq!(failed.status.phase, Some(Phase::Pending));
+        assert_eq!(failed.status.next_attempt_at, Some(Time(at(20))));
+        assert_eq!(failed.status.attempts[0].ended, Some(Phase::Failed));
+        assert_eq!(
+            condition(&failed.status, condition::SUBMITTED),
+            ("False", "Retrying")
+        );
+        assert_eq!(failed.next, Next::After(Duration::from_secs(10)));
+        assert!(
+            failed
+                .status
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("retry 1 of 2")
+        );
+        let killed = polled(
+            &running("abc"),
+            "abc",
+            &detail("KILLED", "KILLED"),
+            false,
+            Some(retry),
+            at(10),
+        );
+        assert_eq!(
+            killed.status.phase,
+            Some(Phase::Killed),
+            "a person's kill is final"
+        );
+        let out_of_retries = polled(
+            &running("abc"),
+            "abc",
+            &detail("FAILED", "FAILED"),
+            false,
+            None,
+            at(10),
+        );
+        assert_eq!(out_of_retries.status.phase, Some(Phase::Failed));
+        assert_eq!(out_of_retries.status.attempts[0].ended, Some(Phase::Failed));
+    }
+
+    #[test]
+    fn an_active_deadline_with_no_app_running_fails_at_once() {
+        let fired = job::Fired {
+            cause: KillCause::ActiveDeadline,
+            limit_seconds: 60,
+            at: at(60),
+        };
+        let t = expired(&running("abc"), &fired, at(61));
+        assert_eq!(t.status.phase, Some(Phase::Failed));
+        assert_eq!(
+            condition(&t.status, condition::FAILED),
+            ("True", "DeadlineExceeded")
+        );
+        assert_eq!(t.next, Next::Done);
+        let idle = suspended(&AiAppStatus::default(), at(0));
+        assert_eq!(idle.status.phase, Some(Phase::Suspended));
+        assert_eq!(
+            condition(&idle.status, condition::SUBMITTED),
+            ("False", "Suspended")
+        );
+        assert_eq!(
+            suspended(&idle.status, at(1)).note,
+            None,
+            "one Event when it begins"
+        );
     }
 }

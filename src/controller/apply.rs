@@ -63,7 +63,7 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
         normalized.status = Some(before.clone());
         normalized
     };
-    let step = plan::next_step(&normalized);
+    let step = plan::next_step(&normalized, now);
     let park_for_person = |reason: &str, message: &str, warn: bool| {
         transition::waiting(&before, reason, message, warn, now)
     };
@@ -80,6 +80,19 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
         Step::Refused { reason, message } => {
             let t = park_for_person(reason, message, true);
             return effects.carry_out(app, t, Duration::MAX).await;
+        }
+        // No live app: no credentials needed, no API call.
+        Step::Suspend => {
+            let t = transition::suspended(&before, now);
+            return effects.carry_out(app, t, Duration::MAX).await;
+        }
+        Step::Expire(fired) => {
+            let t = transition::expired(&before, fired, now);
+            return effects.carry_out(app, t, Duration::MAX).await;
+        }
+        Step::Wait(at) => {
+            let wait = std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default();
+            return Ok(Action::requeue(wait.max(Duration::from_millis(100))));
         }
         Step::Adopt(id) if ctx.claimed_ids(&uid).contains(id) => {
             let message = format!(
@@ -172,7 +185,12 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
             run.recover(&record).await
         }
         Step::AwaitPerson(record) => run.refresh_candidates(&record).await,
-        Step::Done | Step::Paused | Step::Refused { .. } => {
+        Step::Done
+        | Step::Paused
+        | Step::Refused { .. }
+        | Step::Suspend
+        | Step::Expire(_)
+        | Step::Wait(_) => {
             unreachable!("handled above")
         }
     }

@@ -23,7 +23,7 @@ use crate::plan::{self, RecoveryContext};
 use crate::transition::Note;
 
 /// Kill is sent again this long after the last one while the app still shows live.
-const KILL_AGAIN_AFTER: Duration = Duration::from_secs(30);
+pub(super) const KILL_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) -> Result<Action> {
     let uid = app.metadata.uid.clone().unwrap_or_default();
@@ -35,7 +35,9 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
     };
     let status = current(&app);
     let answered = ctx.memory.get(&uid).unwritten.and_then(|u| u.response.id);
-    let id = status.id.clone().or(answered);
+    // An app that ended (before a retry, or for a suspend) needs no kill.
+    let ended = crate::attempts::current(&status).is_some_and(|a| a.ended.is_some());
+    let id = status.id.clone().filter(|_| !ended).or(answered);
     let open = status
         .attempts
         .iter()

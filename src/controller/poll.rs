@@ -11,11 +11,15 @@ use kube::{Resource, ResourceExt};
 
 use super::Result;
 use super::apply::StepRun;
-use crate::crd::{AiApp, AiAppStatus, AttemptOutcome, Phase};
-use crate::dataforest::name_prefix;
+use tracing::warn;
+
+use crate::attempts;
+use crate::crd::{AiApp, AiAppStatus, AttemptOutcome, KillCause, Phase};
+use crate::dataforest::{AppDetail, name_prefix};
+use crate::job;
 use crate::plan::{self, RecoveryContext};
-use crate::status::condition;
-use crate::transition::{self, Next, Note};
+use crate::status::{self, condition};
+use crate::transition::{self, Next, Note, Retry, Transition};
 
 impl StepRun<'_> {
     pub async fn poll(&self, id: &str) -> Result<Action> {
@@ -44,7 +48,30 @@ impl StepRun<'_> {
             m.not_found_since = None;
             m.undefined_seen.as_deref() == Some(id)
         });
-        let mut t = transition::polled(&self.before, id, &detail, confirmed, now);
+        let spec = &self.app.spec;
+        let killed_by = attempts::current(&self.before).and_then(|a| a.killed_by);
+        if !detail.is_terminal() {
+            if killed_by.is_some() {
+                // Decided earlier (maybe by an operator since restarted): sent again until
+                // the app shows ended.
+                self.kill_for_job(id).await;
+            } else if let Some(t) = self.kill_decision(id, &detail, now) {
+                let written = self.effects.write(self.app, &t.status).await?;
+                if let Some(note) = &t.note {
+                    self.effects.publish(&written, note);
+                }
+                self.kill_for_job(id).await;
+                return Ok(self.effects.next(&Next::Soon, Duration::MAX));
+            }
+        }
+        let retry = job::retry(spec, job::failures(&self.before) + 1, &self.before, now).map(
+            |(number, at)| Retry {
+                number,
+                limit: spec.backoff_limit,
+                at,
+            },
+        );
+        let mut t = transition::polled(&self.before, id, &detail, confirmed, retry, now);
         if t.next == Next::ReadAgain {
             ctx.memory
                 .update(uid, |m| m.undefined_seen = Some(id.to_owned()));
@@ -59,7 +86,66 @@ impl StepRun<'_> {
             self.effects.publish(&written, &note);
         }
         self.observe_transition(self.app, phase_before, &t.status);
-        Ok(self.effects.next(&t.next, Duration::MAX))
+        // A deadline ahead shortens the wait, so that it fires on time.
+        let cap = match killed_by {
+            None if !t.status.phase.is_some_and(Phase::is_terminal) => {
+                job::until_next(spec, &t.status, Timestamp::now()).unwrap_or(Duration::MAX)
+            }
+            _ => Duration::MAX,
+        };
+        let action = self.effects.next(&t.next, cap);
+        Ok(match t.next {
+            Next::Soon | Next::After(_) if cap < Duration::MAX => {
+                let wait = cap.max(Duration::from_millis(200));
+                self.effects
+                    .hold(wait.min(self.ctx.config.poll_ceiling), None)
+            }
+            _ => action,
+        })
+    }
+
+    /// Whether `spec.suspend` or a deadline ends the live app `id` now (getDetail just said
+    /// `detail`): the status that records the decision before the kill is sent.
+    fn kill_decision(&self, id: &str, detail: &AppDetail, now: Timestamp) -> Option<Transition> {
+        let spec = &self.app.spec;
+        if spec.suspend {
+            return Some(transition::kill_decided(
+                &self.before,
+                id,
+                KillCause::Suspend,
+                None,
+                now,
+            ));
+        }
+        let seen = status::phase_of(detail.state.as_deref(), detail.final_status.as_deref());
+        let fired = job::fired(spec, &self.before, seen, now)?;
+        Some(transition::kill_decided(
+            &self.before,
+            id,
+            fired.cause,
+            Some(&fired),
+            now,
+        ))
+    }
+
+    /// Sends kill for the app a suspend or a deadline ends: at once, then again every
+    /// [`super::cleanup::KILL_AGAIN_AFTER`] while it shows live. A failed kill is sent again
+    /// on the next poll.
+    async fn kill_for_job(&self, id: &str) {
+        let uid = self.effects.uid.as_str();
+        let last = self.ctx.memory.get(uid).kills_sent.get(id).copied();
+        if last.is_some_and(|at| at.elapsed() < super::cleanup::KILL_AGAIN_AFTER) {
+            return;
+        }
+        match self.dataforest.kill(id).await {
+            Ok(_) => self.ctx.memory.update(uid, |m| {
+                m.kills_sent
+                    .insert(id.to_owned(), tokio::time::Instant::now());
+            }),
+            Err(error) => {
+                warn!(aiapp = %self.app.name_any(), app_id = %id, %error, "kill failed; sent again on the next poll")
+            }
+        }
     }
 
     /// Earlier attempts whose outcome stayed unknown may have made an app that is listed

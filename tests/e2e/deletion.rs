@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::fixture::{self, TestContext, ensure};
 use crate::world::{
     PATIENCE, SECRET_KEY, SECRET_NAME, World, app_state, condition, phase, spec, with_world,
+    with_world_mut,
 };
 
 /// An hour: the app runs until it is killed.
@@ -41,18 +42,6 @@ async fn world_with(
     world.create_secret(SECRET_NAME, SECRET_KEY).await?;
     world.start_operator(tweak);
     Ok(world)
-}
-
-/// Like `with_world`, for a body that stops and starts the operator. The body's error
-/// wins over one from stopping.
-async fn with_world_mut<F>(mut world: World, body: F) -> Result<()>
-where
-    F: for<'w> FnOnce(&'w mut World) -> futures::future::BoxFuture<'w, Result<()>>,
-{
-    let outcome = body(&mut world).await;
-    let stopped = world.stop().await;
-    outcome?;
-    stopped
 }
 
 /// Creates an AiApp whose app runs for an hour, waits for Running; returns the app id.

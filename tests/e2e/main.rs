@@ -14,6 +14,7 @@ mod deletion;
 mod exactly_once;
 mod fixture;
 mod infra;
+mod job_semantics;
 mod leader;
 mod proxy;
 mod secrets;
@@ -61,6 +62,13 @@ fn main() -> ExitCode {
         api_faults::an_id_whose_status_write_is_refused_is_kept_and_written_later,
         controller::an_aiapp_runs_to_succeeded_with_its_status_filled_in,
         controller::a_failing_app_ends_failed,
+        job_semantics::suspended_before_submit_nothing_is_submitted_and_resuming_submits_once,
+        job_semantics::suspending_a_running_app_kills_it_and_resuming_submits_a_new_attempt,
+        job_semantics::a_suspend_while_submitting_finds_the_app_first_then_kills_it,
+        job_semantics::a_start_deadline_says_deadline_exceeded_at_once_and_fails_once_a_late_kill_took,
+        job_semantics::an_active_deadline_counts_from_status_across_an_operator_restart,
+        job_semantics::a_failing_app_is_retried_up_to_the_limit_with_one_app_per_attempt,
+        job_semantics::an_app_killed_by_a_person_is_not_retried,
         controller::a_running_operator_counts_its_work_on_metrics,
         controller::deleting_an_aiapp_with_kill_kills_its_running_app,
         controller::deleting_an_aiapp_with_orphan_leaves_its_app_running,

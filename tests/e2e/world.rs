@@ -405,6 +405,18 @@ where
     outcome
 }
 
+/// Like [`with_world`], for a body that stops and starts the operator. The body's error
+/// wins over one from stopping.
+pub async fn with_world_mut<F>(mut world: World, body: F) -> Result<()>
+where
+    F: for<'w> FnOnce(&'w mut World) -> futures::future::BoxFuture<'w, Result<()>>,
+{
+    let outcome = body(&mut world).await;
+    let stopped = world.stop().await;
+    outcome?;
+    stopped
+}
+
 /// The operator's leader-election Lease when `LEASE_NAME` is not set.
 pub const OPERATOR_LEASE: &str = "dataforest-operator";
 

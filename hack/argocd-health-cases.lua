@@ -63,6 +63,15 @@ local cases = {
   { "Unknown", { status = { phase = "Unknown", conditions = {
       cond("Synced", "False", "SubmissionAmbiguous", "two apps match") } } },
     "Degraded", "two apps match" },
+  { "Suspended by spec.suspend", { status = { phase = "Suspended", message = "spec.suspend is set", conditions = {
+      cond("Suspended", "True", "Suspended", "spec.suspend is set") } } },
+    "Suspended", "spec.suspend is set" },
+  { "Running, being killed for a deadline", { status = { phase = "Running", message = "deadline passed: killing", conditions = {
+      cond("FailureTarget", "True", "DeadlineExceeded", "deadline passed: killing") } } },
+    "Progressing", "deadline passed: killing" },
+  { "Pending, a retry is due", { status = { phase = "Pending", message = "retry 1 of 2 at 10:00", conditions = {
+      cond("Submitted", "False", "Retrying", "retry 1 of 2 at 10:00") } } },
+    "Progressing", "retry 1 of 2 at 10:00" },
   { "a phase this script does not know", { status = { phase = "Archived" } }, "Unknown" },
 }
 

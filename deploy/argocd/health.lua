@@ -8,6 +8,8 @@
 --   Submitting, Accepted, Running     Progressing
 --   Succeeded                         Healthy
 --   Failed, Killed, Unknown           Degraded
+--   Suspended                         Suspended (spec.suspend: nothing runs; not an end)
+--   Pending waiting to retry          Progressing (spec.backoffLimit: a retry is due)
 --   any other phase                   Unknown (an operator newer than this script)
 local hs = {}
 
@@ -72,6 +74,9 @@ elseif phase == "Succeeded" then
 elseif phase == "Failed" or phase == "Killed" then
   hs.status = "Degraded"
   hs.message = message_of(status, "Failed")
+elseif phase == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = message_of(status, "Suspended")
 elseif phase == "Unknown" then
   hs.status = "Degraded"
   hs.message = message_of(status, "Synced")

@@ -403,10 +403,10 @@ pub fn polled(
     let phase = status.phase.unwrap_or(Phase::Accepted);
     let current = attempts::current(&status).cloned();
     let killed_by = current.as_ref().and_then(|a| a.killed_by);
-    if phase.is_terminal() {
-        if let Some(current) = &current {
-            return ended(status, before, id, current.attempt, killed_by, retry, now);
-        }
+    if phase.is_terminal()
+        && let Some(current) = &current
+    {
+        return ended(status, before, id, current.attempt, killed_by, retry, now);
     }
     status.message = if killed_by.is_some() {
         // The kill's message stays until the app shows ended.

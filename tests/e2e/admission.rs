@@ -111,6 +111,31 @@ pub fn invalid_aiapps_are_refused_at_admission_naming_the_field() -> Result<(), 
 
         let cases: Vec<(&str, Value, &str)> = vec![
             (
+                "backoffLimit above 10",
+                spec_with(|s| s["backoffLimit"] = json!(11)),
+                "spec.backoffLimit",
+            ),
+            (
+                "negative backoffLimit",
+                spec_with(|s| s["backoffLimit"] = json!(-1)),
+                "spec.backoffLimit",
+            ),
+            (
+                "backoffLimit with a namePrefix the user set",
+                spec_with(|s| s["backoffLimit"] = json!(2)),
+                "spec.backoffLimit",
+            ),
+            (
+                "startDeadlineSeconds of 0",
+                spec_with(|s| s["startDeadlineSeconds"] = json!(0)),
+                "spec.startDeadlineSeconds",
+            ),
+            (
+                "activeDeadlineSeconds of 0",
+                spec_with(|s| s["activeDeadlineSeconds"] = json!(0)),
+                "spec.activeDeadlineSeconds",
+            ),
+            (
                 "aiWorkspaceId longer than 22 characters",
                 spec_with(|s| s["aiWorkspaceId"] = json!(format!("{WORKSPACE}x"))),
                 "spec.aiWorkspaceId",
@@ -411,7 +436,7 @@ pub fn each_submitted_field_is_immutable_and_the_error_says_to_recreate() -> Res
     })
 }
 
-pub fn credentials_and_deletion_policy_stay_mutable() -> Result<(), Failed> {
+pub fn credentials_deletion_policy_suspend_and_deadlines_stay_mutable() -> Result<(), Failed> {
     fixture::run("admission-mutable", |ctx| async move {
         let aiapps = dynamic_aiapps(&ctx);
         let created = aiapps
@@ -433,6 +458,10 @@ pub fn credentials_and_deletion_policy_stay_mutable() -> Result<(), Failed> {
             (
                 "credentials.secretName",
                 json!({"credentials": {"secretName": "team-b.ncp-credentials"}}),
+            ),
+            (
+                "suspend and deadlines",
+                json!({"suspend": true, "startDeadlineSeconds": 600, "activeDeadlineSeconds": 3600}),
             ),
         ] {
             aiapps
@@ -459,9 +488,15 @@ pub fn credentials_and_deletion_policy_stay_mutable() -> Result<(), Failed> {
         ensure(secret_name == Some("team-b.ncp-credentials"), || {
             format!("credentials.secretName read back {secret_name:?}")
         })?;
-        ensure(read.meta().generation == Some(3), || {
+        ensure(
+            read.spec.suspend
+                && read.spec.start_deadline_seconds == Some(600)
+                && read.spec.active_deadline_seconds == Some(3600),
+            || format!("the job knobs read back {:?}", read.spec),
+        )?;
+        ensure(read.meta().generation == Some(4), || {
             format!(
-                "two accepted spec changes should make generation 3, got {:?}",
+                "three accepted spec changes should make generation 4, got {:?}",
                 read.meta().generation
             )
         })

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         admission::invalid_aiapps_are_refused_at_admission_naming_the_field,
         admission::a_minimal_aiapp_gets_its_defaults_from_the_apiserver,
         admission::each_submitted_field_is_immutable_and_the_error_says_to_recreate,
-        admission::credentials_and_deletion_policy_stay_mutable,
+        admission::credentials_deletion_policy_suspend_and_deadlines_stay_mutable,
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,

@@ -137,8 +137,9 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Url, ClientBuildError> {
     Ok(url)
 }
 
-/// A request exactly as it goes on the wire; `submit --dry-run` prints it.
-#[derive(Clone, Debug, PartialEq)]
+/// A request exactly as it goes on the wire; `submit --dry-run` prints it (`Display`).
+/// The body may hold env values read from Secrets, so `Debug` shows only its length.
+#[derive(Clone, PartialEq)]
 pub struct PreparedRequest {
     pub method: &'static str,
     pub url: String,
@@ -147,6 +148,18 @@ pub struct PreparedRequest {
     /// Every header, in sending order, including `Host` and `Content-Length`.
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl fmt::Debug for PreparedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("path_and_query", &self.path_and_query)
+            .field("headers", &self.headers)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
 }
 
 impl fmt::Display for PreparedRequest {
@@ -487,6 +500,24 @@ mod tests {
         assert_eq!(header("x-ncp-apigw-signature-v2"), Some(expected.as_str()));
         assert_eq!(r.body, r#"{"id":"x"}"#);
         assert_eq!(header("content-length"), Some("10"));
+    }
+
+    #[test]
+    fn a_prepared_requests_debug_shows_no_body() {
+        let r = client(DEFAULT_ENDPOINT).prepare(
+            Operation::Submit,
+            &IdRequest {
+                id: "LEAKCANARY".into(),
+            },
+            1,
+        );
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("LEAKCANARY"), "{debug}");
+        assert!(debug.contains("body: <19 bytes>"), "{debug}");
+        assert!(
+            r.to_string().contains("LEAKCANARY"),
+            "Display is the dry run's body"
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub mod limits {
     pub const MEMORY_MB_MAX: i64 = 4 * 1024 * 1024;
     pub const SECRET_NAME_MAX: u32 = 253;
     pub const SECRET_KEY_MAX: u32 = 253;
+    /// `docker.envFrom`: Secret references per AiApp, and the length of a variable's name
+    /// or prefix.
+    pub const ENV_FROM_MAX: u32 = 16;
+    pub const ENV_NAME_MAX: u32 = 128;
     /// Attempts recorded in status: far more than automatic resubmits and retries make.
     pub const ATTEMPTS_MAX: u32 = 64;
     /// Candidate apps recorded for one ambiguous attempt.
@@ -61,6 +65,10 @@ const SECRET_NAME_PATTERN: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A key in a Secret's data.
 const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// An environment variable's name (or a prefix of one), as a shell can use it: letters,
+/// digits and `_`, not starting with a digit. [`crate::env_from`] checks the names it
+/// builds from Secret keys against the same rule.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
 /// What to run on Data Forest (the submit body, in the API's own field names) and how the
 /// operator handles it.
@@ -262,10 +270,24 @@ pub struct AiAppDocker {
     #[schemars(length(max = COMMAND_MAX))]
     pub args: Option<String>,
     /// Environment variables of the container. Never put secrets here: the spec is
-    /// readable by anyone who can read the AiApp.
+    /// readable by anyone who can read the AiApp; use `envFrom`. A name set here wins over
+    /// the same name from `envFrom`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "env_schema")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables from Secrets in the AiApp's namespace, shaped like a Pod's
+    /// (at most 16 entries): `secretRef` makes every key of a Secret a variable, or `name`
+    /// with `secretKeyRef` makes one key a variable. The operator reads the Secrets when it
+    /// submits the app and sends their values to Data Forest as plain `env`, visible to
+    /// whoever can read the app there; they never appear in the AiApp's status, its Events
+    /// or the operator's log. Entries apply in order, a later one winning over an earlier
+    /// one for the same name, and `env` wins over all of them, as in a Pod. A missing
+    /// Secret or key keeps the AiApp Pending (reason `EnvSecretNotFound` or
+    /// `EnvSecretKeyNotFound`) until it appears. Whoever may create AiApps in a namespace
+    /// can thereby send any Secret of it to Data Forest, as creating a Pod can mount it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = ENV_FROM_MAX))]
+    pub env_from: Vec<EnvFromSource>,
     /// TCP ports the container exposes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = PORTS_MAX), inner(range(min = 1, max = 65535)))]
@@ -275,6 +297,66 @@ pub struct AiAppDocker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = PATH_MAX))]
     pub workdir: Option<String>,
+}
+
+/// One source of environment variables in a Secret of the AiApp's namespace: either
+/// `secretRef` (with an optional `prefix`) or `name` with `secretKeyRef`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.secretRef) != has(self.secretKeyRef)")
+    .message("set exactly one of secretRef (every key of a Secret) or secretKeyRef (one key, with name)")
+    .reason(kube::core::Reason::FieldValueInvalid))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.secretKeyRef) || has(self.name)")
+    .message("name, the variable's name, is required with secretKeyRef")
+    .field_path(".name")
+    .reason(kube::core::Reason::FieldValueRequired))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.name) || has(self.secretKeyRef)")
+    .message("name goes with secretKeyRef only: with secretRef every key of the Secret is a variable named by its key (see prefix)")
+    .field_path(".name")
+    .reason(kube::core::Reason::FieldValueForbidden))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.prefix) || has(self.secretRef)")
+    .message("prefix goes with secretRef only: with secretKeyRef, name is the variable's whole name")
+    .field_path(".prefix")
+    .reason(kube::core::Reason::FieldValueForbidden))]
+pub struct EnvFromSource {
+    /// Every key of this Secret becomes a variable of the same name, after `prefix`. A
+    /// key that does not make a valid variable name keeps the AiApp Pending (reason
+    /// `EnvSecretKeyInvalid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<EnvSecretRef>,
+    /// Put before each key of `secretRef`'s Secret to make its variable's name, for
+    /// example `DB_`: letters, digits and `_`, not starting with a digit. Only with
+    /// `secretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = ENV_NAME_MAX), regex(pattern = ENV_NAME_PATTERN))]
+    pub prefix: Option<String>,
+    /// Name of the variable that `secretKeyRef`'s value becomes: letters, digits and `_`,
+    /// not starting with a digit. Required with `secretKeyRef`, and only with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = ENV_NAME_MAX), regex(pattern = ENV_NAME_PATTERN))]
+    pub name: Option<String>,
+    /// One key of a Secret, whose value becomes the variable `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<EnvSecretKeyRef>,
+}
+
+/// A whole Secret in the AiApp's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EnvSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = SECRET_NAME_MAX), regex(pattern = SECRET_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// One key of a Secret in the AiApp's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EnvSecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = SECRET_NAME_MAX), regex(pattern = SECRET_NAME_PATTERN))]
+    pub name: String,
+    /// Key in the Secret's data whose value is the variable's value.
+    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
 }
 
 /// A string map bounded in entries and value length (schemars has no bound for maps).
@@ -639,6 +721,38 @@ mod tests {
         for rule in immutability {
             let message = rule["message"].as_str().unwrap();
             assert!(message.contains("delete and recreate"), "{message}");
+        }
+    }
+
+    #[test]
+    fn an_env_from_entry_carries_a_rule_per_pairing_each_naming_its_field() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(AiApp::crd()).unwrap();
+        let env_from = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["docker"]["properties"]["envFrom"];
+        assert_eq!(env_from["maxItems"], ENV_FROM_MAX);
+        let rules: Vec<(&str, &str)> = env_from["items"]["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let path = r["fieldPath"].as_str().unwrap_or("");
+                (r["rule"].as_str().unwrap(), path)
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("has(self.secretRef) != has(self.secretKeyRef)", ""),
+                ("!has(self.secretKeyRef) || has(self.name)", ".name"),
+                ("!has(self.name) || has(self.secretKeyRef)", ".name"),
+                ("!has(self.prefix) || has(self.secretRef)", ".prefix"),
+            ]
+        );
+        for field in ["name", "prefix"] {
+            let schema = &env_from["items"]["properties"][field];
+            assert_eq!(schema["pattern"], ENV_NAME_PATTERN, "{field}");
+            assert_eq!(schema["maxLength"], ENV_NAME_MAX, "{field}");
         }
     }
 

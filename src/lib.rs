@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod dataforest;
+pub mod env_from;
 pub mod health;
 pub mod job;
 pub mod leader;

@@ -167,9 +167,26 @@ fn load_request(file: &Path) -> Result<SubmitRequest, CliError> {
         source_name,
         problem,
     })?;
+    refuse_env_from(&manifest.spec)?;
     validate_spec(&manifest.spec)?;
     let prefix = resolve_name_prefix(&manifest)?;
     Ok(SubmitRequest::from_spec(&manifest.spec, &prefix))
+}
+
+/// `envFrom` reads Secrets in a cluster, which only the operator does: refused, never
+/// dropped (the app would run without those variables).
+fn refuse_env_from(spec: &AiAppSpec) -> Result<(), InvalidSpec> {
+    if spec.docker.env_from.is_empty() {
+        return Ok(());
+    }
+    Err(InvalidSpec {
+        field: "spec.docker.envFrom".to_owned(),
+        problem:
+            "not supported by `submit`: it reads Secrets in a cluster, which only the operator \
+                  does; apply the AiApp to a cluster, or for a test remove envFrom and put the \
+                  variables in spec.docker.env"
+                .to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -232,6 +249,23 @@ spec:
             assert!(e.starts_with(expected), "{text:?}: {e}");
             assert!(!e.contains('\n'));
         }
+    }
+
+    #[test]
+    fn an_env_from_in_the_file_is_refused_naming_the_field_never_dropped() {
+        let text = MANIFEST.replace(
+            "    command: python train.py\n",
+            "    command: python train.py\n    envFrom:\n      - secretRef: {name: db}\n",
+        );
+        let m = parse_manifest(&text).unwrap();
+        assert_eq!(m.spec.docker.env_from.len(), 1, "{text}");
+        let error = refuse_env_from(&m.spec).unwrap_err().to_string();
+        assert!(
+            error.starts_with("spec.docker.envFrom: not supported by `submit`")
+                && error.contains("only the operator"),
+            "{error}"
+        );
+        assert!(refuse_env_from(&parse_manifest(MANIFEST).unwrap().spec).is_ok());
     }
 
     #[test]

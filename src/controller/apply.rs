@@ -313,6 +313,11 @@ impl StepRun<'_> {
     /// first, with the resourceVersion as precondition; then the lease, right before the
     /// call; then the one submit; then the id, kept in memory until it is in status.
     pub async fn submit(&self, attempt: i32, base: AiAppStatus) -> Result<Action> {
+        // The env first: with a Secret of envFrom missing, no marker and no submit.
+        let env = match self.env_for_submit(&base).await? {
+            Ok(env) => env,
+            Err(waiting) => return Ok(waiting),
+        };
         let ctx = self.ctx;
         // Taken before the marker: waiting for the budget must not eat into the lease.
         ctx.budgets
@@ -327,7 +332,7 @@ impl StepRun<'_> {
             let t = transition::not_sent(&before, attempt, Timestamp::now());
             return self.effects.carry_out(&marked, t, Duration::MAX).await;
         }
-        let request = SubmitRequest::from_spec(&marked.spec, &prefix);
+        let request = SubmitRequest::with_env(&marked.spec, &prefix, env);
         let answer = self.dataforest.submit(&request).await;
         let now = Timestamp::now();
         let t = match &answer {

@@ -6,6 +6,7 @@
 mod apply;
 mod cleanup;
 mod effect;
+mod env_secrets;
 mod events;
 mod keys;
 mod listing;
@@ -396,6 +397,7 @@ pub async fn run(
                         .credentials
                         .as_ref()
                         .is_some_and(|c| c.secret_name == name)
+                        || crate::env_from::names_secret(&app.spec, &name)
                 })
                 .map(|app| ObjectRef::from_obj(app.as_ref()))
                 .collect::<Vec<_>>()

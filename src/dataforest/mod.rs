@@ -15,8 +15,8 @@ pub use dataforest_common::sign;
 pub use error::{ApiError, TransportKind};
 pub use sign::{Credentials, SecretKey};
 pub use types::{
-    AppDetail, AppSummary, Container, KillResponse, ListResponse, SubmitRequest, SubmitResponse,
-    is_terminal_state,
+    AppDetail, AppSummary, Container, KillResponse, ListResponse, SubmitDocker, SubmitEnv,
+    SubmitRequest, SubmitResponse, is_terminal_state,
 };
 
 /// The public Data Forest gateway.

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::crd::{AiAppData, AiAppDocker, AiAppResource, AiAppSpec};
+use crate::crd::{AiAppData, AiAppResource, AiAppSpec};
 
 /// The body of `submit`: the six submitted fields of an AiApp, with the prefix resolved.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -17,22 +17,85 @@ pub struct SubmitRequest {
     pub name_prefix: String,
     pub queue_name: String,
     pub data: AiAppData,
-    pub docker: AiAppDocker,
+    pub docker: SubmitDocker,
     pub resource: AiAppResource,
 }
 
 impl SubmitRequest {
-    /// Builds the body from a spec; `name_prefix` is the one the caller resolved (the
-    /// spec's own, or a derived one) so that it can be recorded before the call.
+    /// Builds the body from a spec without `docker.envFrom` (its env is `docker.env`);
+    /// `name_prefix` is the one the caller resolved (the spec's own, or a derived one) so
+    /// that it can be recorded before the call. A spec with `envFrom` needs
+    /// [`SubmitRequest::with_env`]: only the operator reads Secrets.
     pub fn from_spec(spec: &AiAppSpec, name_prefix: &str) -> Self {
+        debug_assert!(
+            spec.docker.env_from.is_empty(),
+            "envFrom is resolved by the operator: use SubmitRequest::with_env"
+        );
+        Self::with_env(spec, name_prefix, SubmitEnv(spec.docker.env.clone()))
+    }
+
+    /// Builds the body from a spec and the env to send: `docker.env` merged over what
+    /// `docker.envFrom` read (see [`crate::env_from`]). `envFrom` itself is never sent.
+    pub fn with_env(spec: &AiAppSpec, name_prefix: &str, env: SubmitEnv) -> Self {
+        let docker = &spec.docker;
         Self {
             ai_workspace_id: spec.ai_workspace_id.clone(),
             name_prefix: name_prefix.to_owned(),
             queue_name: spec.queue_name.clone(),
             data: spec.data.clone(),
-            docker: spec.docker.clone(),
+            docker: SubmitDocker {
+                image: docker.image.clone(),
+                command: docker.command.clone(),
+                args: docker.args.clone(),
+                env,
+                expose_tcp_ports: docker.expose_tcp_ports.clone(),
+                workdir: docker.workdir.clone(),
+            },
             resource: spec.resource.clone(),
         }
+    }
+}
+
+/// `docker` of the submit body: the API's fields only (the spec's `envFrom` is resolved
+/// into `env` before).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitDocker {
+    pub image: String,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<String>,
+    #[serde(default, skip_serializing_if = "SubmitEnv::is_empty")]
+    pub env: SubmitEnv,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_tcp_ports: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+}
+
+/// The env sent to Data Forest. Its values may come from Secrets, so `Debug` shows the
+/// names only.
+#[derive(Serialize, Deserialize, Clone, Default, PartialEq)]
+#[serde(transparent)]
+pub struct SubmitEnv(pub BTreeMap<String, String>);
+
+impl SubmitEnv {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SubmitEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Redacted;
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, Redacted)))
+            .finish()
     }
 }
 
@@ -416,6 +479,30 @@ mod tests {
         assert!(
             item.finished_at.is_some() && item.modified_at.is_some() && item.started_at.is_some()
         );
+    }
+
+    #[test]
+    fn a_request_with_env_from_sends_the_merged_env_only_and_its_debug_shows_no_value() {
+        let spec: AiAppSpec = serde_json::from_value(json!({
+            "aiWorkspaceId": "ws1", "docker": {"image": "img:1", "command": "c", "env": {"A": "1"},
+                "envFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "s", "key": "k"}}]},
+        }))
+        .unwrap();
+        let env = SubmitEnv(
+            [("A", "1"), ("TOKEN", "LEAKCANARY-types")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
+        let request = SubmitRequest::with_env(&spec, "abc12345", env);
+        let body = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            body["docker"],
+            json!({"image": "img:1", "command": "c", "env": {"A": "1", "TOKEN": "LEAKCANARY-types"}})
+        );
+        assert!(!body.to_string().contains("envFrom"), "{body}");
+        let debug = format!("{request:?} {request:#?}");
+        assert!(debug.contains("TOKEN"), "{debug}");
+        assert!(!debug.contains("LEAKCANARY"), "{debug}");
     }
 
     #[test]

@@ -259,6 +259,7 @@ impl App {
             account_id: self.owner.account_id.clone(),
             ai_workspace_id: self.request.ai_workspace_id.clone(),
             image: self.request.docker.image.clone(),
+            env: self.request.docker.env.clone(),
             state: status.state.to_owned(),
             final_status: status.final_status.to_owned(),
             started_at: self.created_at,
@@ -291,6 +292,8 @@ pub struct AppSnapshot {
     pub account_id: String,
     pub ai_workspace_id: String,
     pub image: String,
+    /// `docker.env` as submitted: what the container would get.
+    pub env: std::collections::BTreeMap<String, String>,
     pub state: String,
     pub final_status: String,
     pub started_at: Timestamp,

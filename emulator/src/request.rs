@@ -209,6 +209,23 @@ mod tests {
     }
 
     #[test]
+    fn docker_env_is_an_object_of_strings_as_the_json_examples_show() {
+        let mut v = valid();
+        v["docker"]["env"] = json!({"A": "1", "EMPTY": ""});
+        let parsed = parse_submit(&body(v.clone())).unwrap();
+        assert_eq!(parsed.docker.env["A"], "1");
+        assert_eq!(parsed.docker.env["EMPTY"], "");
+        for env in [
+            json!("A=1"),
+            json!({"A": 1}),
+            json!([{"name": "A", "value": "1"}]),
+        ] {
+            v["docker"]["env"] = env.clone();
+            assert!(parse_submit(&body(v.clone())).is_err(), "{env}");
+        }
+    }
+
+    #[test]
     fn limits_the_api_does_not_document_are_not_enforced() {
         let mut v = valid();
         v["resource"]["cpuCount"] = json!(100_000);

@@ -377,3 +377,30 @@ async fn a_bare_spec_with_its_own_prefix_is_submitted_with_that_prefix() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(emu.apps()[0].name.starts_with("mine-"));
 }
+
+#[tokio::test]
+async fn an_env_from_in_the_file_exits_2_saying_only_the_operator_reads_secrets_and_sends_nothing()
+{
+    let emu = emulator(FOREVER).await;
+    let dir = TempDir::new("envfrom");
+    let manifest = MANIFEST.replace(
+        "    command: python train.py\n",
+        "    command: python train.py\n    envFrom:\n      - name: TOKEN\n        secretKeyRef: {name: api, key: token}\n",
+    );
+    let file = dir.file("app.yaml", &manifest);
+    for args in [
+        vec!["--endpoint", &emu.url()],
+        vec!["--dry-run", "--endpoint", &emu.url()],
+    ] {
+        let run = submit(&args, &file, &keys(AK1, SK1)).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("spec.docker.envFrom: not supported by `submit`")
+                && run.stderr.contains("only the operator"),
+            "{args:?}: {run:?}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+    }
+    assert_eq!(emu.stats().total(Operation::Submit), 0, "nothing is sent");
+}

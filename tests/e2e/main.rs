@@ -11,6 +11,7 @@ mod chaos;
 mod controller;
 mod crd;
 mod deletion;
+mod env_from;
 mod exactly_once;
 mod fixture;
 mod infra;
@@ -114,6 +115,13 @@ fn main() -> ExitCode {
         secrets::a_missing_or_non_utf8_key_names_the_secret_and_key_and_shows_no_value,
         secrets::a_running_app_shows_no_secret_value_but_the_access_key_id_at_trace_level,
     ];
+    // envFrom: env values from Secrets.
+    let env_from_trials = trials![
+        env_from::env_from_a_secret_reaches_the_stored_app_and_its_values_nowhere_else,
+        env_from::a_missing_secret_or_key_waits_naming_them_and_submits_once_when_fixed,
+        env_from::a_malformed_env_from_entry_is_refused_by_kubectl_apply_naming_the_field,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(env_from_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

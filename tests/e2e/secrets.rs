@@ -578,7 +578,7 @@ fn condition(app: &AiApp, type_: &str) -> Option<(String, String, String)> {
 }
 
 /// Waits until an Event with `reason` was recorded for the AiApp `name`, and returns it.
-async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<Event> {
+pub async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<Event> {
     let events: Api<Event> = Api::namespaced(world.client.clone(), &world.namespace);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -600,12 +600,12 @@ async fn wait_for_event(world: &World, name: &str, reason: &str) -> Result<Event
     }
 }
 
-async fn aiapps_json(world: &World) -> Result<String> {
+pub async fn aiapps_json(world: &World) -> Result<String> {
     let list = world.aiapps().list(&ListParams::default()).await?;
     Ok(serde_json::to_string_pretty(&list.items)?)
 }
 
-async fn events_json<K>(world: &World) -> Result<String>
+pub async fn events_json<K>(world: &World) -> Result<String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -620,7 +620,7 @@ where
 }
 
 /// An excerpt of `text` around `needle`, if it is there.
-fn find(text: &str, needle: &str, any_case: bool) -> Option<String> {
+pub fn find(text: &str, needle: &str, any_case: bool) -> Option<String> {
     let at = if any_case {
         text.to_ascii_lowercase()
             .find(&needle.to_ascii_lowercase())?

@@ -156,8 +156,13 @@ pub struct AiAppSpec {
     #[serde(default)]
     pub resource: AiAppResource,
 
-    /// Where the NCP API keys come from. When absent, the operator's default Secret is
-    /// used, if the operator has one and this namespace opted in.
+    /// Where the NCP API keys come from: a Secret in this AiApp's namespace. Mutable.
+    /// When absent, the operator's default credentials Secret (in the operator's own
+    /// namespace) is used, but only if the operator was installed with one and its own
+    /// settings list this namespace (flag --default-credentials-namespaces, chart value
+    /// defaultCredentials.namespaces); nothing in this namespace can opt it in. Anywhere
+    /// else an AiApp without credentials never runs: the chart's admission policy refuses
+    /// to create it, and without that policy it waits with reason CredentialsNotFound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialsRef>,
 

@@ -28,8 +28,13 @@ pub struct ResolvedCredentials {
 /// Why credentials could not be had. Messages name the Secret and the key, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("no credentials: spec.credentials.secretName is not set")]
-    NotConfigured,
+    /// No `spec.credentials`, and the operator's default Secret (if any) does not serve
+    /// this namespace.
+    #[error(
+        "no credentials: spec.credentials is not set, and no default credentials Secret of the operator \
+         serves namespace {namespace}; set spec.credentials.secretName to a Secret in {namespace}"
+    )]
+    NotConfigured { namespace: String },
     #[error("Secret {namespace}/{name} not found")]
     SecretNotFound { namespace: String, name: String },
     #[error("Secret {namespace}/{name} has no key {key:?}, or it is empty")]
@@ -96,6 +101,66 @@ pub struct CredentialsPolicy {
     default_endpoint: Url,
     /// `--allowed-endpoints`: the base URLs the operator may call.
     allowed: Vec<Url>,
+    /// `--default-credentials-secret` and `--default-credentials-namespaces`.
+    default_secret: Option<DefaultSecret>,
+}
+
+/// The operator's default credentials Secret: in the operator's own namespace, used by
+/// AiApps without `spec.credentials` in the namespaces the operator's settings list, and
+/// nowhere else. The list comes only from the operator's flags, never from anything a
+/// namespace owner can set (a label, an annotation): the Secret lets any AiApp author in
+/// a listed namespace spend its account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultSecret {
+    /// The operator's namespace (`POD_NAMESPACE`), where the Secret lives.
+    pub namespace: String,
+    /// The Secret's name; its keys have the default names (`accessKey`, `secretKey`,
+    /// `accountId`, `endpoint`).
+    pub name: String,
+    /// Namespaces whose AiApps without `spec.credentials` use it.
+    pub serves: Vec<String>,
+}
+
+impl DefaultSecret {
+    /// Whether AiApps in `namespace` may use it.
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.serves.iter().any(|served| served == namespace)
+    }
+}
+
+/// The Secret one AiApp's credentials come from, and where it lives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChosenSecret {
+    pub namespace: String,
+    pub reference: CredentialsRef,
+}
+
+/// Pure: which Secret an AiApp in `namespace` reads. Its own `spec.credentials` (in its
+/// namespace) always wins; without one, the operator's default Secret if it serves the
+/// namespace; otherwise none, and the error says so, naming the namespace.
+pub fn choose_secret(
+    namespace: &str,
+    own: Option<&CredentialsRef>,
+    default: Option<&DefaultSecret>,
+) -> Result<ChosenSecret, CredentialsError> {
+    if let Some(reference) = own {
+        return Ok(ChosenSecret {
+            namespace: namespace.to_owned(),
+            reference: reference.clone(),
+        });
+    }
+    match default {
+        Some(default) if default.serves(namespace) => Ok(ChosenSecret {
+            namespace: default.namespace.clone(),
+            reference: CredentialsRef {
+                secret_name: default.name.clone(),
+                keys: CredentialKeys::default(),
+            },
+        }),
+        _ => Err(CredentialsError::NotConfigured {
+            namespace: namespace.to_owned(),
+        }),
+    }
 }
 
 impl Default for CredentialsPolicy {
@@ -120,7 +185,25 @@ impl CredentialsPolicy {
         Ok(Self {
             default_endpoint: parse("--endpoint", default_endpoint)?,
             allowed,
+            default_secret: None,
         })
+    }
+
+    /// With the operator's default credentials Secret.
+    pub fn with_default_secret(mut self, default_secret: Option<DefaultSecret>) -> Self {
+        self.default_secret = default_secret;
+        self
+    }
+
+    /// The operator's default credentials Secret, if it has one.
+    pub fn default_secret(&self) -> Option<&DefaultSecret> {
+        self.default_secret.as_ref()
+    }
+
+    /// The Secret `app` reads its credentials from (see [`choose_secret`]).
+    pub fn secret_for(&self, app: &AiApp) -> Result<ChosenSecret, CredentialsError> {
+        let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
+        choose_secret(namespace, secret_ref(app), self.default_secret())
     }
 
     /// Whether `--endpoint` is allowed; the operator refuses to start otherwise.
@@ -433,6 +516,62 @@ mod tests {
                 policy.choose_endpoint(Some(other), &place).is_err(),
                 "{other}"
             );
+        }
+    }
+
+    #[test]
+    fn the_own_secret_wins_the_default_serves_only_listed_namespaces_and_else_none() {
+        let own: CredentialsRef = serde_json::from_value(serde_json::json!({
+            "secretName": "team-keys", "keys": {"secretKey": "sk"}
+        }))
+        .unwrap();
+        let default = DefaultSecret {
+            namespace: "dataforest-system".to_owned(),
+            name: "platform-ncp".to_owned(),
+            serves: vec!["team-a".to_owned(), "team-b".to_owned()],
+        };
+        let platform = ChosenSecret {
+            namespace: "dataforest-system".to_owned(),
+            reference: CredentialsRef {
+                secret_name: "platform-ncp".to_owned(),
+                keys: CredentialKeys::default(),
+            },
+        };
+        let team_a_own = ChosenSecret {
+            namespace: "team-a".to_owned(),
+            reference: own.clone(),
+        };
+        let none = |ns: &str| {
+            format!("no default credentials Secret of the operator serves namespace {ns}")
+        };
+        // (namespace, spec.credentials, default Secret, what is chosen or what the error says)
+        #[allow(clippy::type_complexity)]
+        let cases: [(
+            &str,
+            Option<&CredentialsRef>,
+            Option<&DefaultSecret>,
+            Result<ChosenSecret, String>,
+        ); 6] = [
+            ("team-a", Some(&own), Some(&default), Ok(team_a_own.clone())),
+            ("team-a", Some(&own), None, Ok(team_a_own)),
+            ("team-a", None, Some(&default), Ok(platform.clone())),
+            ("team-b", None, Some(&default), Ok(platform)),
+            ("team-c", None, Some(&default), Err(none("team-c"))),
+            ("team-a", None, None, Err(none("team-a"))),
+        ];
+        for (namespace, reference, default, want) in cases {
+            let got = choose_secret(namespace, reference, default);
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{namespace}"),
+                (Err(error), Err(says)) => {
+                    assert_eq!(error.reason(), "CredentialsNotFound");
+                    let message = error.to_string();
+                    assert!(message.contains("spec.credentials is not set"), "{message}");
+                    assert!(message.contains(&says), "{message}");
+                    assert!(!message.contains("platform-ncp"), "{message}");
+                }
+                (got, want) => panic!("{namespace}: got {got:?}, want {want:?}"),
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::controller::{self, ControllerConfig, Runtime};
 use crate::crd::AiApp;
-use crate::credentials::CredentialsPolicy;
+use crate::credentials::{CredentialsPolicy, DefaultSecret};
 use crate::dataforest::budget::Budget;
 use crate::dataforest::{DEFAULT_ENDPOINT, RetryPolicy};
 use crate::health::{self, Health};
@@ -40,6 +40,19 @@ pub struct RunArgs {
     /// Watch only these namespaces, comma-separated (default: all namespaces).
     #[arg(long = "namespace", env = "WATCH_NAMESPACE", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// A credentials Secret in the operator's own namespace (--lease-namespace) for
+    /// AiApps without spec.credentials in the namespaces of
+    /// --default-credentials-namespaces; its keys have the default names.
+    #[arg(long, env = "DEFAULT_CREDENTIALS_SECRET")]
+    pub default_credentials_secret: Option<String>,
+    /// Namespaces whose AiApps without spec.credentials use --default-credentials-secret,
+    /// comma-separated. Anyone who may create AiApps there spends that Secret's account.
+    #[arg(
+        long = "default-credentials-namespaces",
+        env = "DEFAULT_CREDENTIALS_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub default_credentials_namespaces: Vec<String>,
     /// First poll interval after a change, e.g. `2s`.
     #[arg(long, env = "POLL_MIN", value_parser = parse_duration, default_value = "2s")]
     pub poll_min: Duration,
@@ -122,7 +135,63 @@ impl RunArgs {
     /// `--endpoint` and `--allowed-endpoints`, parsed once: a Secret's endpoint is then
     /// checked against parsed URLs in one place.
     pub fn credentials_policy(&self) -> Result<CredentialsPolicy, String> {
-        CredentialsPolicy::new(&self.endpoint, &self.allowed_endpoints)
+        Ok(
+            CredentialsPolicy::new(&self.endpoint, &self.allowed_endpoints)?
+                .with_default_secret(self.default_secret()?),
+        )
+    }
+
+    /// `--default-credentials-secret` with its `--default-credentials-namespaces`: both or
+    /// neither, so a default Secret never serves namespaces nobody listed.
+    pub fn default_secret(&self) -> Result<Option<DefaultSecret>, String> {
+        let name = self
+            .default_credentials_secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty());
+        let serves: Vec<String> = self
+            .default_credentials_namespaces
+            .iter()
+            .map(|ns| ns.trim())
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let name = match (name, serves.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(name), false) => name,
+            (Some(_), true) => {
+                return Err(
+                    "--default-credentials-secret is set but --default-credentials-namespaces is \
+                     not: list the namespaces whose AiApps may use the default Secret \
+                     (DEFAULT_CREDENTIALS_NAMESPACES)"
+                        .to_owned(),
+                );
+            }
+            (None, false) => {
+                return Err(
+                    "--default-credentials-namespaces is set but --default-credentials-secret is \
+                     not: name the Secret in the operator's namespace (DEFAULT_CREDENTIALS_SECRET)"
+                        .to_owned(),
+                );
+            }
+        };
+        if !is_dns_subdomain(name) {
+            return Err(format!(
+                "--default-credentials-secret {name:?} is not a Secret name (lower-case letters, digits, \
+                 '-' and '.', at most 253 characters)"
+            ));
+        }
+        if let Some(bad) = serves.iter().find(|ns| !is_dns_label(ns)) {
+            return Err(format!(
+                "--default-credentials-namespaces: {bad:?} is not a namespace name (lower-case letters, \
+                 digits and '-', at most 63 characters)"
+            ));
+        }
+        Ok(Some(DefaultSecret {
+            namespace: self.lease_namespace.clone(),
+            name: name.to_owned(),
+            serves,
+        }))
     }
 
     /// The namespaces to watch, as written but without blanks; empty means all.
@@ -169,10 +238,41 @@ impl RunArgs {
     }
 }
 
+/// A DNS-1123 label, as namespace names are.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// A DNS-1123 subdomain, as Secret names are.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
 /// Runs the operator; exit status 1 when it lost its lease or could not start.
 pub fn run(args: &RunArgs) -> ExitCode {
     let config = match args.validate().and_then(|()| args.controller_config()) {
         Ok(config) => {
+            if let Some(default) = config.credentials.default_secret() {
+                info!(secret = %format!("{}/{}", default.namespace, default.name),
+                    namespaces = ?default.serves,
+                    "AiApps without spec.credentials in these namespaces use the default credentials Secret");
+                let watched = &config.namespaces;
+                let unwatched: Vec<&String> = default
+                    .serves
+                    .iter()
+                    .filter(|ns| !watched.is_empty() && !watched.contains(ns))
+                    .collect();
+                if !unwatched.is_empty() {
+                    warn!(namespaces = ?unwatched,
+                        "--default-credentials-namespaces lists namespaces outside --namespace; their AiApps are not reconciled");
+                }
+            }
             if !config.credentials.default_endpoint_allowed() {
                 // Not fatal: AiApps whose Secret names an allowed endpoint still run.
                 warn!(endpoint = %args.endpoint,
@@ -365,6 +465,66 @@ mod tests {
     #[test]
     fn the_default_flags_are_consistent() {
         assert_eq!(args(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_default_secret_needs_its_namespaces_and_lives_in_the_operators_namespace() {
+        let problem = args(&["--default-credentials-secret", "platform-ncp"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            problem.starts_with(
+                "--default-credentials-secret is set but --default-credentials-namespaces is not"
+            ),
+            "{problem}"
+        );
+        let problem = args(&["--default-credentials-namespaces", "team-a"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            problem.starts_with(
+                "--default-credentials-namespaces is set but --default-credentials-secret is not"
+            ),
+            "{problem}"
+        );
+        let problem = args(&[
+            "--default-credentials-secret=Platform_NCP",
+            "--default-credentials-namespaces=team-a",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(
+            problem.contains("--default-credentials-secret \"Platform_NCP\""),
+            "{problem}"
+        );
+        let problem = args(&[
+            "--default-credentials-secret=platform-ncp",
+            "--default-credentials-namespaces=team-a,Team_B",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(problem.contains("\"Team_B\""), "{problem}");
+
+        let both = args(&[
+            "--lease-namespace=dataforest-system",
+            "--default-credentials-secret=platform-ncp",
+            "--default-credentials-namespaces=team-a, team-b,,",
+        ]);
+        assert_eq!(both.validate(), Ok(()));
+        assert_eq!(
+            both.default_secret().unwrap(),
+            Some(DefaultSecret {
+                namespace: "dataforest-system".to_owned(),
+                name: "platform-ncp".to_owned(),
+                serves: vec!["team-a".to_owned(), "team-b".to_owned()],
+            })
+        );
+        // Blank values, as an unset Helm value may render, are no setting at all.
+        let blank = args(&[
+            "--default-credentials-secret=",
+            "--default-credentials-namespaces=",
+        ]);
+        assert_eq!(blank.default_secret(), Ok(None));
     }
 
     #[test]

@@ -12,6 +12,8 @@ fn run(args: &[&str]) -> Output {
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .env_remove("DATAFOREST_ALLOWED_ENDPOINTS")
         .env_remove("DATAFOREST_ENDPOINT")
+        .env_remove("DEFAULT_CREDENTIALS_SECRET")
+        .env_remove("DEFAULT_CREDENTIALS_NAMESPACES")
         .output()
         .expect("the binary runs")
 }
@@ -42,4 +44,31 @@ fn a_malformed_default_endpoint_exits_2_naming_the_flag() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--endpoint"), "{stderr}");
+}
+
+#[test]
+fn a_default_credentials_secret_without_its_namespaces_exits_2_naming_both_flags() {
+    for (args, first) in [
+        (
+            ["--default-credentials-secret", "platform-ncp"],
+            "--default-credentials-secret",
+        ),
+        (
+            ["--default-credentials-namespaces", "team-a"],
+            "--default-credentials-namespaces",
+        ),
+    ] {
+        let output = run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{first} is set but")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("--default-credentials-secret")
+                && stderr.contains("--default-credentials-namespaces"),
+            "{stderr}"
+        );
+    }
 }

@@ -200,8 +200,13 @@ pub(super) async fn resolve_credentials(
     app: &AiApp,
     ctx: &Context,
 ) -> Result<Arc<ResolvedCredentials>, CredentialsError> {
-    let reference = credentials::secret_ref(app).ok_or(CredentialsError::NotConfigured)?;
-    let namespace = app.namespace().unwrap_or_default();
+    // The AiApp's own Secret, or the operator's default in the operator's namespace:
+    // cached and read under the namespace the Secret really lives in.
+    let credentials::ChosenSecret {
+        namespace,
+        reference,
+    } = ctx.config.credentials.secret_for(app)?;
+    let reference = &reference;
     let used = super::secrets_seen::SecretUse::new(&namespace, reference);
     if let Some(unchanged) = ctx.secrets_seen.current(&used) {
         return Ok(unchanged);

@@ -5,6 +5,7 @@
 
 mod apply;
 mod cleanup;
+mod default_secret;
 mod effect;
 mod env_secrets;
 mod events;
@@ -377,6 +378,9 @@ pub async fn run(
         slots: slots::Slots::new(concurrency),
     });
     let seen_by_watch = ctx.clone();
+    let default_secret =
+        default_secret::watch(&ctx.client, ctx.config.credentials.default_secret());
+    let seen_by_default_watch = ctx.clone();
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));
     controller
@@ -401,6 +405,10 @@ pub async fn run(
                 })
                 .map(|app| ObjectRef::from_obj(app.as_ref()))
                 .collect::<Vec<_>>()
+        })
+        // The operator's default credentials Secret, on a watch of its own.
+        .watches_stream(default_secret, move |secret| {
+            default_secret::wakes(&seen_by_default_watch, &secret)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())

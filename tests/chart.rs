@@ -175,6 +175,8 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
         ("Deployment", 1),
         ("Service", 1),
         ("PodDisruptionBudget", 1),
+        ("ValidatingAdmissionPolicy", 1),
+        ("ValidatingAdmissionPolicyBinding", 1),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_owned(), n))
@@ -194,7 +196,12 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
         }
         let cluster_scoped = matches!(
             object["kind"].as_str(),
-            Some("ClusterRole" | "ClusterRoleBinding")
+            Some(
+                "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+            )
         );
         assert_eq!(
             object["metadata"]["namespace"].as_str(),
@@ -249,6 +256,8 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
         "metadata.namespace"
     );
     assert!(!env.contains_key("WATCH_NAMESPACE"));
+    assert!(!env.contains_key("DEFAULT_CREDENTIALS_SECRET"));
+    assert!(!env.contains_key("DEFAULT_CREDENTIALS_NAMESPACES"));
     assert_eq!(env["LOG_FORMAT"]["value"], "json");
 
     let service = find(&objects, "Service", "dataforest-operator-metrics");
@@ -273,6 +282,10 @@ fn the_deployment_sets_every_run_flag_and_the_operator_parses_them() {
             "dataforest.allowedEndpoints={https://df.apigw.ntruss.com,http://127.0.0.1:9000/}",
             "--set",
             "controller.pollMin=500ms",
+            "--set",
+            "defaultCredentials.secretName=platform-ncp",
+            "--set",
+            "defaultCredentials.namespaces={team-a,team-b}",
         ],
     )
     .unwrap();
@@ -326,6 +339,15 @@ fn the_deployment_sets_every_run_flag_and_the_operator_parses_them() {
         ["https://df.apigw.ntruss.com", "http://127.0.0.1:9000/"]
     );
     assert_eq!(args.namespaces, ["team-a"]);
+    assert_eq!(
+        args.default_secret(),
+        Ok(Some(dataforest_operator::credentials::DefaultSecret {
+            namespace: NAMESPACE.to_owned(),
+            name: "platform-ncp".to_owned(),
+            serves: vec!["team-a".to_owned(), "team-b".to_owned()],
+        })),
+        "the default Secret is read from the release namespace"
+    );
     assert_eq!(args.poll_min, Duration::from_millis(500));
     assert_eq!(args.metrics_address.to_string(), "0.0.0.0:8080");
     assert_eq!(args.lease_namespace, NAMESPACE);
@@ -484,8 +506,25 @@ fn optional_objects_follow_their_values() {
 
 #[test]
 fn bad_values_fail_the_render_with_a_reason() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--set", "controller.pollMin=5minutes"], "pollMin"),
+        (
+            &["--set", "defaultCredentials.secretName=platform-ncp"],
+            "defaultCredentials.secretName needs defaultCredentials.namespaces",
+        ),
+        (
+            &["--set", "defaultCredentials.namespaces={team-a}"],
+            "defaultCredentials.namespaces needs defaultCredentials.secretName",
+        ),
+        (
+            &[
+                "--set",
+                "defaultCredentials.secretName=Platform_NCP",
+                "--set",
+                "defaultCredentials.namespaces={team-a}",
+            ],
+            "secretName",
+        ),
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "replicaCount=3"], "replicaCount"),
         (
@@ -504,6 +543,141 @@ fn bad_values_fail_the_render_with_a_reason() {
         &["--set", "dataforest.endpoint=https://df.apigw.ntruss.com/"],
     )
     .unwrap();
+}
+
+/// The default credentials Secret gets a Role of its own, for that one Secret in the
+/// release namespace, only when it is set; the admission policy refuses to create an
+/// AiApp without credentials outside the served namespaces (everywhere without a default
+/// Secret), on CREATE only, bound to watchNamespace when set.
+#[test]
+fn default_credentials_get_their_own_role_and_the_admission_policy_follows_them() {
+    let objects = objects(&template(RELEASE, NAMESPACE, &[]).unwrap());
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "dataforest-operator-default-credentials"),
+        "no Role for a default Secret that is not set"
+    );
+    let name = "dataforest-operator-credentials";
+    let policy = &find(&objects, "ValidatingAdmissionPolicy", name)["spec"];
+    assert_eq!(policy["failurePolicy"], "Fail");
+    assert_eq!(
+        policy["matchConstraints"]["resourceRules"],
+        json!([{"apiGroups": ["dataforest.dev"], "apiVersions": ["*"],
+                "operations": ["CREATE"], "resources": ["aiapps"]}]),
+        "CREATE only: status and finalizer writes are never checked"
+    );
+    let variable = |policy: &Value, name: &str| -> String {
+        policy["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no variable {name}"))["expression"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        variable(policy, "defaultServes"),
+        "request.namespace in []",
+        "without a default Secret no namespace is served"
+    );
+    assert_eq!(
+        policy["validations"][0]["expression"],
+        "variables.hasCredentials || variables.defaultServes"
+    );
+    let says = policy["validations"][0]["messageExpression"]
+        .as_str()
+        .unwrap();
+    assert!(
+        says.contains("request.namespace") && says.contains("spec.credentials"),
+        "{says}"
+    );
+    let binding = &find(&objects, "ValidatingAdmissionPolicyBinding", name)["spec"];
+    assert_eq!(binding["policyName"], name);
+    assert_eq!(binding["validationActions"], json!(["Deny"]));
+    assert!(
+        binding["matchResources"].is_null(),
+        "all namespaces: {binding}"
+    );
+
+    let objects = objects_of(
+        &template(
+            "team",
+            "team-ops",
+            &[
+                "--set",
+                "watchNamespace=team-a",
+                "--set",
+                "defaultCredentials.secretName=platform-ncp",
+                "--set",
+                "defaultCredentials.namespaces={team-a,team-b}",
+            ],
+        )
+        .unwrap(),
+    );
+    let role = find(
+        &objects,
+        "Role",
+        "team-dataforest-operator-default-credentials",
+    );
+    assert_eq!(role["metadata"]["namespace"], "team-ops");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"],
+                "resourceNames": ["platform-ncp"], "verbs": ["get", "list", "watch"]}])
+    );
+    let role_binding = find(
+        &objects,
+        "RoleBinding",
+        "team-dataforest-operator-default-credentials",
+    );
+    assert_eq!(role_binding["metadata"]["namespace"], "team-ops");
+    assert_eq!(
+        role_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "team-dataforest-operator", "namespace": "team-ops"}])
+    );
+    let name = "team-dataforest-operator-credentials";
+    let policy = &find(&objects, "ValidatingAdmissionPolicy", name)["spec"];
+    assert_eq!(
+        variable(policy, "defaultServes"),
+        r#"request.namespace in ["team-a","team-b"]"#
+    );
+    let binding = &find(&objects, "ValidatingAdmissionPolicyBinding", name)["spec"];
+    assert_eq!(
+        binding["matchResources"],
+        json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+        ]}}),
+        "only the namespace this release watches"
+    );
+
+    let objects = objects_of(
+        &template(
+            RELEASE,
+            NAMESPACE,
+            &[
+                "--set",
+                "rbac.create=false",
+                "--set",
+                "admissionPolicy.enabled=false",
+                "--set",
+                "defaultCredentials.secretName=platform-ncp",
+                "--set",
+                "defaultCredentials.namespaces={team-a}",
+            ],
+        )
+        .unwrap(),
+    );
+    let kinds = kinds(&objects);
+    for kind in [
+        "Role",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert_eq!(kinds.get(kind), None, "{kind}");
+    }
 }
 
 #[test]
@@ -815,8 +989,19 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
     let manifests = std::fs::read_to_string(repo().join("deploy/operator.yaml"))?;
     kubectl_apply(plane, &manifests)?;
     // A second release that watches one namespace.
-    let team = template("team", "team-ops", &["--set", "watchNamespace=team-a"])
-        .map_err(anyhow::Error::msg)?;
+    let team = template(
+        "team",
+        "team-ops",
+        &[
+            "--set",
+            "watchNamespace=team-a",
+            "--set",
+            &format!("defaultCredentials.secretName={DEFAULT_SECRET}"),
+            "--set",
+            "defaultCredentials.namespaces={team-a}",
+        ],
+    )
+    .map_err(anyhow::Error::msg)?;
     let namespaces = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-ops}\n---\n\
                       apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n\
                       apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n";
@@ -887,6 +1072,15 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         ("create", ev, "events", b, None, false),
         ("get", co, "leases", sys, lease, false),
         ("delete", "", "secrets", a, None, false),
+        // The default Secret, and no other Secret of the release namespace. A list or
+        // watch with the field selector metadata.name=<name> is asked for with the name.
+        ("get", "", "secrets", ops, Some(DEFAULT_SECRET), true),
+        ("list", "", "secrets", ops, Some(DEFAULT_SECRET), true),
+        ("watch", "", "secrets", ops, Some(DEFAULT_SECRET), true),
+        ("get", "", "secrets", ops, Some("another-secret"), false),
+        ("list", "", "secrets", ops, None, false),
+        ("watch", "", "secrets", ops, None, false),
+        ("update", "", "secrets", ops, Some(DEFAULT_SECRET), false),
     ];
     expect_access(&admin, TEAM_SA, one_namespace).await?;
 
@@ -896,6 +1090,7 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         fullname: RELEASE,
         manifests: std::fs::read_to_string(repo().join("deploy/operator.yaml"))?,
         apps_in: "team-b",
+        default_secret: None,
     };
     run_operator_as_service_account(plane, &admin, &all).await?;
     let one = Release {
@@ -903,7 +1098,16 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         fullname: "team-dataforest-operator",
         manifests: team,
         apps_in: "team-a",
+        default_secret: Some(DEFAULT_SECRET),
     };
+    // The release of all namespaces is done; its admission policy (no default Secret:
+    // refuse AiApps without credentials everywhere) would overlap the team's.
+    let all_policy = format!("{RELEASE}-credentials");
+    kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>::all(
+        admin.clone(),
+    )
+    .delete(&all_policy, &Default::default())
+    .await?;
     run_operator_as_service_account(plane, &admin, &one).await
 }
 
@@ -914,7 +1118,12 @@ struct Release<'a> {
     fullname: &'a str,
     manifests: String,
     apps_in: &'a str,
+    /// The release's default credentials Secret, if it has one.
+    default_secret: Option<&'a str>,
 }
+
+/// The team release's default credentials Secret, in its namespace.
+const DEFAULT_SECRET: &str = "platform-ncp";
 
 async fn run_operator_as_service_account(
     plane: &dataforest_testenv::ControlPlane,
@@ -1046,6 +1255,15 @@ async fn run_operator_as_service_account(
             apps.len() == 1 && apps[0].killed,
             "want one app, killed by the deletion; the emulator has {apps:?}"
         );
+        if let Some(name) = release.default_secret {
+            let keys = (ACCESS_KEY, SECRET_KEY, ACCOUNT_ID, emulator.url());
+            default_secret_serves_an_aiapp(admin, release, name, keys).await?;
+            let apps = emulator.apps();
+            ensure!(
+                apps.len() == 2 && apps.iter().all(|a| a.killed),
+                "want two apps, both killed by their deletion; the emulator has {apps:?}"
+            );
+        }
 
         let status = operator.terminate()?;
         ensure!(status.success(), "the operator exited with {status} on SIGTERM");
@@ -1069,4 +1287,94 @@ async fn run_operator_as_service_account(
         eprintln!("--- operator log ---\n{}", operator.log());
     }
     outcome
+}
+
+/// With the release's RBAC only: an AiApp without credentials waits, naming the default
+/// Secret it could not find (read in the release namespace: a 404, not a 403); creating
+/// that Secret wakes it through the watch of that one Secret (by name, as the Role
+/// allows), and it runs and is killed on deletion.
+async fn default_secret_serves_an_aiapp(
+    admin: &kube::Client,
+    release: &Release<'_>,
+    name: &str,
+    (access_key, secret_key, account_id, endpoint): (&str, &str, &str, String),
+) -> Result<()> {
+    use dataforest_operator::crd::{AiApp, Phase};
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+
+    let aiapps: Api<AiApp> = Api::namespaced(admin.clone(), release.apps_in);
+    let app: AiApp = serde_json::from_value(json!({
+        "apiVersion": "dataforest.dev/v1alpha1",
+        "kind": "AiApp",
+        "metadata": {"name": "default-check"},
+        "spec": {
+            "aiWorkspaceId": "6ZKSGoSJMMwctK257nxgiL",
+            "docker": {"image": "nvcr.io/nvidia/pytorch:24.01-py3", "command": "python train.py"},
+            "resource": {"gpuCount": 1, "gpuModel": "T4"},
+        },
+    }))?;
+    // Until the removal of the other release's policy binding has reached admission.
+    wait_for(
+        "the AiApp to be admitted",
+        Duration::from_secs(30),
+        async || {
+            Ok(aiapps
+                .create(&Default::default(), &app)
+                .await
+                .ok()
+                .map(drop))
+        },
+    )
+    .await?;
+    let missing = format!("Secret {}/{name} not found", release.namespace);
+    wait_for(
+        "CredentialsNotFound naming the default Secret",
+        Duration::from_secs(60),
+        async || {
+            let app = aiapps.get("default-check").await?;
+            let status = app.status.unwrap_or_default();
+            Ok(status
+                .conditions
+                .iter()
+                .any(|c| {
+                    c.type_ == "Submitted"
+                        && c.reason == "CredentialsNotFound"
+                        && c.message == missing
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {"accessKey": access_key, "secretKey": secret_key,
+                       "accountId": account_id, "endpoint": endpoint},
+    }))?;
+    Api::<Secret>::namespaced(admin.clone(), release.namespace)
+        .create(&Default::default(), &secret)
+        .await?;
+    // Well within the 5-minute safety requeue: the watch woke it.
+    wait_for(
+        "phase Running with the default Secret",
+        Duration::from_secs(60),
+        async || {
+            let app = aiapps.get("default-check").await?;
+            Ok((app.status.and_then(|s| s.phase) == Some(Phase::Running)).then_some(()))
+        },
+    )
+    .await?;
+    aiapps.delete("default-check", &Default::default()).await?;
+    wait_for(
+        "the AiApp to be gone",
+        Duration::from_secs(60),
+        async || {
+            Ok(aiapps
+                .get_opt("default-check")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await
 }

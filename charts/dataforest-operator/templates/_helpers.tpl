@@ -89,7 +89,8 @@ cluster-wide or in the watched namespace (see src/controller/ and kube-runtime's
 {{/*
 Fails the render on settings that cannot work: an AiApp whose Secret names no endpoint
 uses dataforest.endpoint, which the operator refuses unless it is allowed (compared
-without a trailing slash, as the operator does).
+without a trailing slash, as the operator does); a default credentials Secret without
+the namespaces it serves, or the other way round (the operator refuses to start).
 */}}
 {{- define "dataforest-operator.validate" -}}
 {{- $endpoint := trimSuffix "/" .Values.dataforest.endpoint }}
@@ -99,6 +100,12 @@ without a trailing slash, as the operator does).
 {{- end }}
 {{- if not (has $endpoint $allowed) }}
 {{- fail (printf "dataforest.endpoint %q must be one of dataforest.allowedEndpoints %v" .Values.dataforest.endpoint .Values.dataforest.allowedEndpoints) }}
+{{- end }}
+{{- if and .Values.defaultCredentials.secretName (not .Values.defaultCredentials.namespaces) }}
+{{- fail "defaultCredentials.secretName needs defaultCredentials.namespaces: the namespaces whose AiApps may use the default Secret" }}
+{{- end }}
+{{- if and .Values.defaultCredentials.namespaces (not .Values.defaultCredentials.secretName) }}
+{{- fail "defaultCredentials.namespaces needs defaultCredentials.secretName: the Secret in the release namespace" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.service.enabled" }}

@@ -17,6 +17,7 @@ mod fixture;
 mod infra;
 mod job_semantics;
 mod leader;
+mod platform_credentials;
 mod proxy;
 mod secrets;
 mod shards;
@@ -115,6 +116,13 @@ fn main() -> ExitCode {
         secrets::a_missing_or_non_utf8_key_names_the_secret_and_key_and_shows_no_value,
         secrets::a_running_app_shows_no_secret_value_but_the_access_key_id_at_trace_level,
     ];
+    // Platform credentials: the default Secret, its watch, the chart's admission policy.
+    let platform_credentials = trials![
+        platform_credentials::the_default_secret_runs_aiapps_of_listed_namespaces_only_on_the_platform_account,
+        platform_credentials::fixing_the_default_secret_wakes_the_aiapps_that_use_it,
+        platform_credentials::the_charts_policy_refuses_creating_aiapps_without_credentials_where_no_default_serves,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(platform_credentials).collect();
     // envFrom: env values from Secrets.
     let env_from_trials = trials![
         env_from::env_from_a_secret_reaches_the_stored_app_and_its_values_nowhere_else,

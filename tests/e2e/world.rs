@@ -92,6 +92,20 @@ impl World {
         })
     }
 
+    /// An emulator started from `config` (its own accounts), without Secret or operator.
+    pub async fn on_emulator(
+        client: Client,
+        namespace: &str,
+        config: EmulatorConfig,
+    ) -> Result<World> {
+        Ok(World {
+            client,
+            namespace: namespace.to_owned(),
+            emulator: Emulator::start(config).await?,
+            operator: None,
+        })
+    }
+
     pub fn start_operator(&mut self, tweak: impl FnOnce(&mut ControllerConfig)) {
         let mut config = fast_config(&self.namespace, &self.emulator.url());
         tweak(&mut config);

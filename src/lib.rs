@@ -14,6 +14,7 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod reasons;
 pub mod run;
 pub mod shard;
 pub mod status;

@@ -148,7 +148,11 @@ fn controller_rules() -> Vec<(String, String, Vec<String>)> {
 
 #[test]
 fn helm_lint_is_clean() {
-    for args in [&[][..], &["--set", "watchNamespace=team-a"][..]] {
+    for args in [
+        &[][..],
+        &["--set", "watchNamespace=team-a"][..],
+        &["--set", "watchNamespaces={team-a,team-b}"][..],
+    ] {
         let out = run(Command::new(helm())
             .args(["lint", "--strict", CHART])
             .args(args));
@@ -168,6 +172,7 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
     let objects = objects(&yaml);
     let want: BTreeMap<String, usize> = [
         ("ServiceAccount", 1),
+        ("CustomResourceDefinition", 1),
         ("ClusterRole", 1),
         ("ClusterRoleBinding", 1),
         ("Role", 1),
@@ -197,7 +202,8 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
         let cluster_scoped = matches!(
             object["kind"].as_str(),
             Some(
-                "ClusterRole"
+                "CustomResourceDefinition"
+                    | "ClusterRole"
                     | "ClusterRoleBinding"
                     | "ValidatingAdmissionPolicy"
                     | "ValidatingAdmissionPolicyBinding"
@@ -277,7 +283,7 @@ fn the_deployment_sets_every_run_flag_and_the_operator_parses_them() {
         NAMESPACE,
         &[
             "--set",
-            "watchNamespace=team-a",
+            "watchNamespaces={team-a,team-b}",
             "--set",
             "dataforest.allowedEndpoints={https://df.apigw.ntruss.com,http://127.0.0.1:9000/}",
             "--set",
@@ -338,7 +344,7 @@ fn the_deployment_sets_every_run_flag_and_the_operator_parses_them() {
         args.allowed_endpoints,
         ["https://df.apigw.ntruss.com", "http://127.0.0.1:9000/"]
     );
-    assert_eq!(args.namespaces, ["team-a"]);
+    assert_eq!(args.namespaces, ["team-a", "team-b"]);
     assert_eq!(
         args.default_secret(),
         Ok(Some(dataforest_operator::credentials::DefaultSecret {
@@ -439,32 +445,101 @@ fn the_deployment_sets_every_run_flag_and_the_operator_parses_them() {
     }
 }
 
+/// The object of `kind` named `name` in `namespace`.
+fn find_in<'a>(objects: &'a [Value], kind: &str, name: &str, namespace: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"] == name
+                && o["metadata"]["namespace"] == namespace
+        })
+        .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} in the render"))
+}
+
 #[test]
-fn watch_namespace_turns_the_controller_permissions_into_a_role_there() {
-    let yaml = template("team", "ops", &["--set", "watchNamespace=team-a"]).unwrap();
-    let objects = objects(&yaml);
-    let env = env_of(find(&objects, "Deployment", "team-dataforest-operator"));
-    assert_eq!(env["WATCH_NAMESPACE"]["value"], "team-a");
+fn watch_namespaces_give_a_role_in_each_namespace_and_nothing_cluster_wide() {
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--set", "watchNamespaces={team-a,team-b}"],
+            &["team-a", "team-b"],
+        ),
+        // The one namespace of chart 0.1 still works.
+        (&["--set", "watchNamespace=team-a"], &["team-a"]),
+    ];
+    for (args, namespaces) in cases {
+        let objects = objects(&template("team", "ops", args).unwrap());
+        let env = env_of(find(&objects, "Deployment", "team-dataforest-operator"));
+        assert_eq!(env["WATCH_NAMESPACE"]["value"], namespaces.join(","));
 
-    let role = find(&objects, "Role", "team-dataforest-operator");
-    assert_eq!(role["metadata"]["namespace"], "team-a");
-    assert_eq!(rules_of(role), controller_rules());
-    let binding = find(&objects, "RoleBinding", "team-dataforest-operator");
-    assert_eq!(binding["metadata"]["namespace"], "team-a");
-    assert_eq!(
-        binding["subjects"],
-        json!([{"kind": "ServiceAccount", "name": "team-dataforest-operator", "namespace": "ops"}])
-    );
-    let lease_role = find(&objects, "Role", "team-dataforest-operator-leader-election");
-    assert_eq!(lease_role["metadata"]["namespace"], "ops");
-
-    let kinds = kinds(&objects);
-    assert_eq!(kinds.get("ClusterRole"), None, "nothing cluster-wide");
-    assert_eq!(
-        kinds.get("ClusterRoleBinding"),
-        None,
-        "nothing cluster-wide"
-    );
+        let kinds = kinds(&objects);
+        assert_eq!(
+            kinds["Role"],
+            namespaces.len() + 1,
+            "one per namespace and the lease's"
+        );
+        assert_eq!(kinds["RoleBinding"], namespaces.len() + 1);
+        for namespace in namespaces {
+            let role = find_in(&objects, "Role", "team-dataforest-operator", namespace);
+            assert_eq!(rules_of(role), controller_rules(), "{namespace}");
+            let binding = find_in(
+                &objects,
+                "RoleBinding",
+                "team-dataforest-operator",
+                namespace,
+            );
+            assert_eq!(
+                binding["roleRef"],
+                json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "team-dataforest-operator"})
+            );
+            assert_eq!(
+                binding["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "team-dataforest-operator", "namespace": "ops"}])
+            );
+        }
+        let lease_role = find(&objects, "Role", "team-dataforest-operator-leader-election");
+        assert_eq!(lease_role["metadata"]["namespace"], "ops");
+        assert_eq!(kinds.get("ClusterRole"), None, "nothing cluster-wide");
+        assert_eq!(
+            kinds.get("ClusterRoleBinding"),
+            None,
+            "nothing cluster-wide"
+        );
+        // No Secret right outside the watched namespaces (the default Secret's Role aside).
+        for object in &objects {
+            if matches!(object["kind"].as_str(), Some("Role" | "ClusterRole"))
+                && rules_of(object).iter().any(|(_, r, _)| r == "secrets")
+            {
+                let namespace = object["metadata"]["namespace"].as_str().unwrap_or("");
+                assert!(
+                    namespaces.contains(&namespace),
+                    "Secrets readable in {namespace:?}"
+                );
+            }
+        }
+        let binding = &find(
+            &objects,
+            "ValidatingAdmissionPolicyBinding",
+            "team-dataforest-operator-credentials",
+        )["spec"];
+        assert_eq!(
+            binding["matchResources"]["namespaceSelector"]["matchExpressions"],
+            json!([{"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]),
+            "the admission policy applies where this release watches"
+        );
+    }
+    let error = template(
+        "team",
+        "ops",
+        &[
+            "--set",
+            "watchNamespace=team-a",
+            "--set",
+            "watchNamespaces={team-b}",
+        ],
+    )
+    .unwrap_err();
+    assert!(error.contains("not both"), "{error}");
 }
 
 #[test]
@@ -693,23 +768,72 @@ fn kube_version_gate_refuses_1_29_and_accepts_1_30() {
     }
 }
 
-#[test]
-fn the_chart_crd_is_the_generated_crd() {
-    let chart = std::fs::read_to_string(repo().join(CHART).join("crds/aiapps.dataforest.dev.yaml"))
-        .unwrap();
+/// The generated CRD (crds/), as one object.
+fn generated_crd() -> Value {
     let generated =
         std::fs::read_to_string(repo().join("crds/aiapps.dataforest.dev.yaml")).unwrap();
-    assert!(
-        chart == generated,
-        "charts/dataforest-operator/crds/ differs from crds/aiapps.dataforest.dev.yaml: run hack/render.sh"
-    );
     assert_eq!(
-        chart,
+        generated,
         dataforest_operator::crd::crd_yaml(),
-        "the CRD is stale: run make generate, then hack/render.sh"
+        "the CRD is stale: run make generate"
     );
+    let mut crds = objects_of(&generated);
+    assert_eq!(crds.len(), 1);
+    crds.remove(0)
 }
 
+/// The CRD without the labels and annotations a render adds.
+fn without_labels_and_annotations(crd: &Value) -> Value {
+    let mut crd = crd.clone();
+    let metadata = crd["metadata"].as_object_mut().expect("metadata");
+    metadata.remove("labels");
+    metadata.remove("annotations");
+    crd
+}
+
+/// The chart ships the CRD as a template (so `helm upgrade` upgrades it): exactly the
+/// generated CRD plus the release's labels and, with crds.keep, the keep annotation.
+#[test]
+fn the_chart_crd_is_the_generated_crd_with_the_release_labels_and_kept() {
+    const CRD: &str = "aiapps.dataforest.dev";
+    assert!(
+        !repo().join(CHART).join("crds").exists(),
+        "a crds/ folder in the chart would install a second copy that Helm never upgrades"
+    );
+    let generated = generated_crd();
+
+    let objects = objects(&template(RELEASE, NAMESPACE, &[]).unwrap());
+    let crd = find(&objects, "CustomResourceDefinition", CRD);
+    assert_eq!(
+        without_labels_and_annotations(crd),
+        generated,
+        "the chart's CRD template is not the generated CRD: run hack/render.sh (make render)"
+    );
+    let labels = &crd["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(labels["app.kubernetes.io/instance"], RELEASE);
+    assert_eq!(
+        crd["metadata"]["annotations"],
+        json!({"helm.sh/resource-policy": "keep"}),
+        "helm uninstall keeps the CRD, and with it the AiApps"
+    );
+
+    let objects = objects_of(&template(RELEASE, NAMESPACE, &["--set", "crds.keep=false"]).unwrap());
+    let crd = find(&objects, "CustomResourceDefinition", CRD);
+    assert!(
+        crd["metadata"]["annotations"].is_null(),
+        "{}",
+        crd["metadata"]
+    );
+    assert_eq!(without_labels_and_annotations(crd), generated);
+
+    let objects =
+        objects_of(&template(RELEASE, NAMESPACE, &["--set", "crds.enabled=false"]).unwrap());
+    assert_eq!(kinds(&objects).get("CustomResourceDefinition"), None);
+}
+
+/// deploy/ is the chart rendered by hack/render.sh and a kustomize base over it; its
+/// objects do not claim Helm manages them.
 #[test]
 fn deploy_operator_yaml_is_up_to_date() {
     let out = run(Command::new("bash").args(["hack/render.sh", "--check"]));
@@ -723,7 +847,119 @@ fn deploy_operator_yaml_is_up_to_date() {
     let objects = objects(&yaml);
     assert_eq!(objects[0]["kind"], "Namespace");
     assert_eq!(objects[0]["metadata"]["name"], NAMESPACE);
-    assert_eq!(objects[1]["kind"], "CustomResourceDefinition");
+    let crd = find(
+        &objects,
+        "CustomResourceDefinition",
+        "aiapps.dataforest.dev",
+    );
+    assert_eq!(without_labels_and_annotations(crd), generated_crd());
+    assert!(
+        crd["metadata"]["annotations"].is_null(),
+        "no Helm annotation"
+    );
+    for object in &objects {
+        let mut labels = vec![&object["metadata"]["labels"]];
+        labels.push(&object["spec"]["template"]["metadata"]["labels"]);
+        for labels in labels {
+            assert!(
+                labels.get("app.kubernetes.io/managed-by").is_none(),
+                "{} {} claims a manager: {labels}",
+                object["kind"],
+                object["metadata"]["name"]
+            );
+        }
+    }
+    assert!(
+        !yaml.contains("managed-by"),
+        "deploy/operator.yaml names a manager"
+    );
+    let kustomization: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("deploy/kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kustomization["resources"], json!(["operator.yaml"]));
+}
+
+/// image.digest pins the image by digest (the tag then names nothing but the version
+/// label); the version label stays a valid label value whatever the tag holds.
+#[test]
+fn an_image_digest_replaces_the_tag_and_the_version_label_stays_valid() {
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let image_and_version = |args: &[&str]| -> (String, String) {
+        let objects = objects_of(&template(RELEASE, NAMESPACE, args).unwrap());
+        let deployment = find(&objects, "Deployment", RELEASE);
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let label = |labels: &Value| {
+            labels["app.kubernetes.io/version"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no version label in {labels}"))
+                .to_owned()
+        };
+        let mut versions: BTreeSet<String> = objects
+            .iter()
+            .map(|o| label(&o["metadata"]["labels"]))
+            .collect();
+        versions.insert(label(&deployment["spec"]["template"]["metadata"]["labels"]));
+        assert_eq!(
+            versions.len(),
+            1,
+            "every object has the same version label: {versions:?}"
+        );
+        let version = versions.pop_first().unwrap();
+        (image, version)
+    };
+    let repository = "ghcr.io/dataforest-operator/dataforest-operator";
+    let app_version = {
+        let chart: Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap(),
+        )
+        .unwrap();
+        chart["appVersion"].as_str().unwrap().to_owned()
+    };
+    let digest_set = format!("image.digest={digest}");
+    let tag_with_digest = format!("image.tag=1.2.3@{digest}");
+    let long_tag = format!("image.tag={}", "v1.2.3-rc.1_build".repeat(5));
+    #[rustfmt::skip]
+    let cases: Vec<(Vec<&str>, String, String)> = vec![
+        (vec![], format!("{repository}:{app_version}"), app_version.clone()),
+        (vec!["--set", "image.tag=1.2.3"], format!("{repository}:1.2.3"), "1.2.3".to_owned()),
+        (vec!["--set", &digest_set], format!("{repository}@{digest}"), app_version.clone()),
+        (
+            vec!["--set", &digest_set, "--set", "image.tag=1.2.3"],
+            format!("{repository}@{digest}"),
+            "1.2.3".to_owned(),
+        ),
+        (
+            vec!["--set", &tag_with_digest],
+            format!("{repository}:1.2.3@{digest}"),
+            format!("1.2.3_sha256_{}", &digest["sha256:".len()..])[..63].to_owned(),
+        ),
+    ];
+    for (args, image, version) in cases {
+        assert_eq!(image_and_version(&args), (image, version), "{args:?}");
+    }
+    // Long, and cut where a separator would end it: still a valid label value.
+    let (_, version) = image_and_version(&["--set", &long_tag]);
+    assert!(
+        is_label_value(&version) && version.len() == 62,
+        "{version:?} is not a valid label value"
+    );
+
+    let error = template(RELEASE, NAMESPACE, &["--set", "image.digest=latest"]).unwrap_err();
+    assert!(error.contains("digest"), "{error}");
+}
+
+/// A label value: at most 63 characters, [A-Za-z0-9._-], alphanumeric at both ends.
+fn is_label_value(value: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && (value.is_empty() || (alnum(value.chars().next()) && alnum(value.chars().last())))
 }
 
 #[test]
@@ -995,6 +1231,8 @@ async fn rbac_and_operator(plane: &dataforest_testenv::ControlPlane) -> Result<(
         &[
             "--set",
             "watchNamespace=team-a",
+            "--set",
+            "crds.enabled=false",
             "--set",
             &format!("defaultCredentials.secretName={DEFAULT_SECRET}"),
             "--set",

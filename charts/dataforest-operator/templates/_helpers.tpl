@@ -29,7 +29,7 @@ Truncated to 63 characters (DNS label rules).
 {{- define "dataforest-operator.labels" -}}
 helm.sh/chart: {{ include "dataforest-operator.chart" . }}
 {{ include "dataforest-operator.selectorLabels" . }}
-app.kubernetes.io/version: {{ (.Values.image.tag | default .Chart.AppVersion) | toString | trunc 63 | quote }}
+app.kubernetes.io/version: {{ include "dataforest-operator.versionLabel" . | quote }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: dataforest-operator
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -50,9 +50,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The image reference. */}}
+{{/*
+The image reference: repository@digest when image.digest is set (the tag is then
+ignored: a digest names one image, a tag may move), else repository:tag, the tag
+defaulting to the chart's appVersion.
+*/}}
 {{- define "dataforest-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The app.kubernetes.io/version label: the image tag (or appVersion), made a valid label
+value whatever the tag holds (e.g. `1.2.3@sha256:...`): characters other than
+[A-Za-z0-9._-] become "_", at most 63 characters, starting and ending alphanumeric.
+*/}}
+{{- define "dataforest-operator.versionLabel" -}}
+{{- $version := .Values.image.tag | default .Chart.AppVersion | toString }}
+{{- regexReplaceAll "[^A-Za-z0-9._-]" $version "_" | trunc 63 | trimAll "_.-" }}
+{{- end }}
+
+{{/*
+The namespaces the operator watches, as a list: watchNamespaces, or the one
+watchNamespace of chart 0.1 (setting both fails the render). Empty: all namespaces.
+*/}}
+{{- define "dataforest-operator.watchNamespaces" -}}
+{{- if and .Values.watchNamespace .Values.watchNamespaces }}
+{{- fail "set watchNamespaces (a list) or the older watchNamespace (one namespace), not both" }}
+{{- end }}
+{{- $namespaces := .Values.watchNamespaces | default list }}
+{{- with .Values.watchNamespace }}
+{{- $namespaces = list . }}
+{{- end }}
+{{- toJson (uniq $namespaces) }}
 {{- end }}
 
 {{/* The leader-election Lease name. */}}

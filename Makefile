@@ -19,13 +19,21 @@ assets: ## Build (once) and cache kube-apiserver and kubectl; print their folder
 build: ## Build the operator and the test environment
 	$(CARGO) build --workspace --all-targets
 
+.PHONY: release-binary
+release-binary: ## Build the release binary as the Dockerfile and the release workflow do
+	$(CARGO) build --release --locked -p dataforest-operator --bin dataforest-operator
+
+.PHONY: actionlint
+actionlint: ## Check .github/workflows/ with actionlint (built once from the Go module proxy)
+	bash hack/actionlint.sh
+
 .PHONY: generate
-generate: ## Regenerate the CRD from the Rust types, then the chart's copy and deploy/operator.yaml
+generate: ## Regenerate the CRD from the Rust types, then the chart's CRD template and deploy/operator.yaml
 	$(CARGO) run --quiet --bin dataforest-operator -- crd > $(CRD).new && mv $(CRD).new $(CRD)
 	bash hack/render.sh
 
 .PHONY: render
-render: ## Re-render deploy/operator.yaml and the chart's CRD copy (make test fails when stale)
+render: ## Re-render deploy/operator.yaml and the chart's CRD template (make test fails when stale)
 	bash hack/render.sh
 
 .PHONY: helm
@@ -36,6 +44,7 @@ helm: ## Build (once) and cache helm v3.19.0; print its path
 test: ## Run the whole test suite against a real kube-apiserver and etcd
 	bash hack/control-plane-assets.sh > /dev/null
 	bash hack/helm.sh > /dev/null
+	bash hack/actionlint.sh --path > /dev/null
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	bash hack/no-leftovers.sh
 

@@ -104,6 +104,26 @@ impl Leadership {
         let _ = state.wait_for(|s| *s != State::Candidate).await;
     }
 
+    /// Calls `report` with whether we lead, at once and at every change (acquired, lost,
+    /// released), from a task that ends with the election: for the leader gauge.
+    pub fn report_to(&self, report: impl Fn(bool) + Send + 'static) {
+        let mut state = self.state.subscribe();
+        tokio::spawn(async move {
+            let mut reported = None;
+            loop {
+                let leading = matches!(*state.borrow_and_update(), State::Leading { .. });
+                if reported != Some(leading) {
+                    report(leading);
+                    reported = Some(leading);
+                }
+                // Renewals change the state too; only a change of leading is reported.
+                if state.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     /// Resolves when a lease we held is lost: another holder took it, or renewing failed
     /// until it ran out. Never before we were leader, and not on a release.
     pub async fn lost(&self) {

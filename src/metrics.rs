@@ -1,6 +1,13 @@
 //! Prometheus metrics of the operator, and a decorator that measures every Data Forest call.
+//!
+//! Besides the operator's own `dataforest_operator_*` metrics: `build_info`, the leader
+//! gauge, the AiApp counts that only the leader exports, and the standard `process_*`
+//! metrics (`process`).
 
-use std::collections::BTreeSet;
+mod process;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::crd::Phase;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{AiApp, Phase};
 use crate::dataforest::{
     ApiError, AppDetail, AppSummary, DataForestApi, KillResponse, Operation, SubmitRequest,
     SubmitResponse,
@@ -27,8 +36,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The outcome label of a call that succeeded; failures carry [`ApiError::reason`].
 pub const SUCCESS: &str = "Success";
 
-/// Every phase, so that the gauge shows 0 for a phase before any AiApp has reached it.
-const PHASES: [Phase; 8] = [
+/// Every phase, so that once counted the gauge shows 0 for a phase no AiApp is in.
+const PHASES: [Phase; 9] = [
     Phase::Pending,
     Phase::Submitting,
     Phase::Accepted,
@@ -37,6 +46,7 @@ const PHASES: [Phase; 8] = [
     Phase::Failed,
     Phase::Killed,
     Phase::Unknown,
+    Phase::Suspended,
 ];
 
 // Buckets in seconds. A reconcile is mostly apiserver round trips; a Data Forest call
@@ -74,6 +84,17 @@ struct PhaseLabel {
     phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabel {
+    lease: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    git_sha: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics. Cheap to update from many tasks at once; share it as an `Arc`.
@@ -85,8 +106,10 @@ pub struct Metrics {
     api_calls: Family<CallLabels, Counter>,
     api_duration: HistogramFamily<OperationLabel>,
     aiapps: Family<PhaseLabel, Gauge>,
-    // Phases the gauge has ever shown; the lock also keeps two updates from interleaving.
+    // Phases the gauge shows; the lock also keeps two updates (and a clear) from interleaving.
     phases_seen: Mutex<BTreeSet<String>>,
+    longest_in_phase: Family<PhaseLabel, Gauge<f64, AtomicU64>>,
+    leader: Family<LeaseLabel, Gauge>,
     create_to_accepted: Histogram,
     accepted_to_running: Histogram,
     events_dropped: Counter,
@@ -102,7 +125,28 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix(PREFIX);
+        let mut root = Registry::default();
+        // `process_*` keep their standard names, without the operator's prefix.
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which build of the operator runs",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                git_sha: crate::cli::COMMIT.to_owned(),
+            })
+            .set(1);
+        let leader = Family::<LeaseLabel, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader Lease named by the label, 0 while it does not",
+            leader.clone(),
+        );
         let reconciles = Counter::default();
         registry.register(
             "reconciles",
@@ -139,8 +183,15 @@ impl Metrics {
         let aiapps = Family::<PhaseLabel, Gauge>::default();
         registry.register(
             "aiapps",
-            "AiApps by phase as the operator last counted them",
+            "AiApps by phase as the leader last counted them; exported by the leader only",
             aiapps.clone(),
+        );
+        let longest_in_phase = Family::<PhaseLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "aiapps_longest_in_phase",
+            "How long the AiApp longest in the phase has been in it (Submitting: since its submission marker), 0 when none is; exported by the leader only",
+            Unit::Seconds,
+            longest_in_phase.clone(),
         );
         let create_to_accepted = Histogram::new(ACCEPT_BUCKETS);
         registry.register_with_unit(
@@ -175,7 +226,7 @@ impl Metrics {
             events_queued.clone(),
         );
         let metrics = Metrics {
-            registry,
+            registry: root,
             reconciles,
             reconcile_duration,
             reconcile_errors,
@@ -183,15 +234,14 @@ impl Metrics {
             api_duration,
             aiapps,
             phases_seen: Mutex::new(BTreeSet::new()),
+            longest_in_phase,
+            leader,
             create_to_accepted,
             accepted_to_running,
             events_dropped,
             events_failed,
             events_queued,
         };
-        // Every phase from the start: a dashboard's "0 Unknown" then means none, not no data.
-        let zeros: Vec<(&str, i64)> = PHASES.iter().map(|p| (phase_name(*p), 0)).collect();
-        metrics.set_aiapps_by_phase(&zeros);
         Arc::new(metrics)
     }
 
@@ -245,13 +295,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Sets the count of AiApps per phase; a phase shown before and left out now is set to
-    /// 0, so that a phase that emptied reads 0 rather than its last count.
+    /// Sets the count of AiApps per phase. Every phase of [`PHASES`] is shown (0 when
+    /// left out), and so is a phase shown before and left out now, so that a phase that
+    /// emptied reads 0 rather than its last count. Only the leader calls it, through a
+    /// [`PhaseReport`]: a follower's empty cache would read as "no AiApp anywhere".
     pub fn set_aiapps_by_phase(&self, counts: &[(&str, i64)]) {
         let mut seen = self
             .phases_seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.extend(PHASES.iter().map(|p| phase_name(*p).to_owned()));
         for phase in seen.iter() {
             if !counts.iter().any(|(p, _)| p == phase) {
                 self.phase_gauge(phase).set(0);
@@ -263,6 +316,47 @@ impl Metrics {
                 seen.insert(phase.to_owned());
             }
         }
+    }
+
+    /// Sets how long the AiApp longest in `phase` has been in it, 0 when none is.
+    pub fn set_longest_in_phase(&self, phase: &str, seconds: f64) {
+        let _serial = self
+            .phases_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.longest_in_phase
+            .get_or_create(&PhaseLabel {
+                phase: phase.to_owned(),
+            })
+            .set(seconds);
+    }
+
+    /// Removes every per-phase series: an instance that stops leading exports none, so
+    /// that a sum over all pods counts each AiApp once and an old count cannot linger.
+    pub fn clear_aiapps(&self) {
+        let mut seen = self
+            .phases_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.clear();
+        self.aiapps.clear();
+        self.longest_in_phase.clear();
+    }
+
+    /// Starts the leader's per-phase report; dropping it clears the series.
+    pub fn phase_report(self: &Arc<Self>) -> PhaseReport {
+        PhaseReport {
+            metrics: self.clone(),
+        }
+    }
+
+    /// Sets the leader gauge of the Lease `lease`: 1 while this instance holds it.
+    pub fn set_leader(&self, lease: &str, leading: bool) {
+        self.leader
+            .get_or_create(&LeaseLabel {
+                lease: lease.to_owned(),
+            })
+            .set(i64::from(leading));
     }
 
     pub fn observe_create_to_accepted(&self, seconds: f64) {
@@ -300,6 +394,64 @@ pub fn phase_name(phase: Phase) -> &'static str {
         Phase::Killed => "Killed",
         Phase::Unknown => "Unknown",
         Phase::Suspended => "Suspended",
+    }
+}
+
+/// What the leader reports from its cache: AiApps by phase (an AiApp without a phase
+/// counts as Pending), and how long the AiApp longest in Submitting has been there.
+#[derive(Debug, Default, PartialEq)]
+pub struct PhaseCounts {
+    pub by_phase: BTreeMap<&'static str, i64>,
+    pub longest_submitting: Duration,
+}
+
+impl PhaseCounts {
+    /// Counts `apps` at `now`. Submitting counts from the submission marker's time; a
+    /// marker in the future (another clock) counts as just written.
+    pub fn of<'a>(apps: impl IntoIterator<Item = &'a AiApp>, now: Timestamp) -> PhaseCounts {
+        let mut counts = PhaseCounts::default();
+        for app in apps {
+            let status = app.status.as_ref();
+            let phase = status.and_then(|s| s.phase).unwrap_or(Phase::Pending);
+            *counts.by_phase.entry(phase_name(phase)).or_default() += 1;
+            if phase != Phase::Submitting {
+                continue;
+            }
+            let since = status
+                .and_then(|s| s.submission.as_ref())
+                .map(|m| m.started_at.0);
+            let waited = since
+                .and_then(|t| Duration::try_from(now.duration_since(t)).ok())
+                .unwrap_or_default();
+            counts.longest_submitting = counts.longest_submitting.max(waited);
+        }
+        counts
+    }
+}
+
+/// The per-phase series while the leader reports them; dropped (the task that reports
+/// ends, or is aborted), it removes them.
+#[must_use = "dropping the report at once removes the series it set"]
+#[derive(Debug)]
+pub struct PhaseReport {
+    metrics: Arc<Metrics>,
+}
+
+impl PhaseReport {
+    /// Sets the counts by phase and how long the AiApp longest in Submitting has been there.
+    pub fn set(&self, counts: &PhaseCounts) {
+        let by_phase: Vec<(&str, i64)> = counts.by_phase.iter().map(|(p, n)| (*p, *n)).collect();
+        self.metrics.set_aiapps_by_phase(&by_phase);
+        self.metrics.set_longest_in_phase(
+            phase_name(Phase::Submitting),
+            counts.longest_submitting.as_secs_f64(),
+        );
+    }
+}
+
+impl Drop for PhaseReport {
+    fn drop(&mut self) {
+        self.metrics.clear_aiapps();
     }
 }
 
@@ -447,11 +599,147 @@ mod tests {
     }
 
     #[test]
-    fn every_phase_reads_zero_before_any_count() {
-        let text = Metrics::new().encode();
+    fn no_phase_is_exported_until_counted_then_every_phase_is() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("dataforest_operator_aiapps")),
+            "a follower exports no count: {text}"
+        );
+        metrics.set_aiapps_by_phase(&[("Running", 2)]);
+        let text = metrics.encode();
         for phase in PHASES {
             let labels = format!(r#"{{phase="{}"}}"#, phase_name(phase));
-            assert_eq!(sample(&text, "aiapps", &labels), Some(0.0), "{phase:?}");
+            let want = if phase == Phase::Running { 2.0 } else { 0.0 };
+            assert_eq!(sample(&text, "aiapps", &labels), Some(want), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn a_phase_report_sets_counts_and_the_longest_submitting_and_clears_them_when_dropped() {
+        let metrics = Metrics::new();
+        let report = metrics.phase_report();
+        report.set(&PhaseCounts {
+            by_phase: [("Submitting", 1), ("Unknown", 2)].into(),
+            longest_submitting: Duration::from_secs(90),
+        });
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "aiapps", r#"{phase="Unknown"}"#), Some(2.0));
+        assert_eq!(
+            sample(
+                &text,
+                "aiapps_longest_in_phase_seconds",
+                r#"{phase="Submitting"}"#
+            ),
+            Some(90.0)
+        );
+        drop(report);
+        let text = metrics.encode();
+        let left: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dataforest_operator_aiapps"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "series left after the report ended: {left:?}"
+        );
+        // A new leader term starts from every phase again, not from what was cleared.
+        let next_term = metrics.phase_report();
+        next_term.set(&PhaseCounts::default());
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "aiapps", r#"{phase="Unknown"}"#), Some(0.0));
+    }
+
+    #[test]
+    fn phases_are_counted_and_submitting_is_timed_from_its_marker() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let app = |phase: Option<&str>, marker_age: Option<i64>| -> AiApp {
+            let mut status = serde_json::json!({});
+            if let Some(phase) = phase {
+                status["phase"] = phase.into();
+            }
+            if let Some(age) = marker_age {
+                let at = now - k8s_openapi::jiff::SignedDuration::from_secs(age);
+                status["submission"] =
+                    serde_json::json!({"attempt": 1, "startedAt": at, "namePrefix": "p"});
+            }
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "dataforest.dev/v1alpha1", "kind": "AiApp",
+                "metadata": {"name": "a", "namespace": "ml"},
+                "spec": {"aiWorkspaceId": "ws", "docker": {"image": "i", "command": "c"}},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let apps = [
+            app(None, None),
+            app(Some("Pending"), None),
+            app(Some("Submitting"), Some(30)),
+            app(Some("Submitting"), Some(600)),
+            // A marker ahead of our clock, and one missing: as if just written.
+            app(Some("Submitting"), Some(-60)),
+            app(Some("Submitting"), None),
+            app(Some("Running"), Some(9_999)),
+        ];
+        let counts = PhaseCounts::of(&apps, now);
+        assert_eq!(
+            counts.by_phase,
+            [("Pending", 2), ("Submitting", 4), ("Running", 1)].into()
+        );
+        assert_eq!(counts.longest_submitting, Duration::from_secs(600));
+        assert_eq!(PhaseCounts::of(&[], now), PhaseCounts::default());
+    }
+
+    #[test]
+    fn the_leader_gauge_follows_the_lease_and_build_info_names_the_build() {
+        let metrics = Metrics::new();
+        assert_eq!(
+            sample(&metrics.encode(), "leader", r#"{lease="ops"}"#),
+            None
+        );
+        metrics.set_leader("ops", false);
+        assert_eq!(
+            sample(&metrics.encode(), "leader", r#"{lease="ops"}"#),
+            Some(0.0)
+        );
+        metrics.set_leader("ops", true);
+        assert_eq!(
+            sample(&metrics.encode(), "leader", r#"{lease="ops"}"#),
+            Some(1.0)
+        );
+        metrics.set_leader("ops", false);
+        assert_eq!(
+            sample(&metrics.encode(), "leader", r#"{lease="ops"}"#),
+            Some(0.0)
+        );
+        let labels = format!(
+            r#"{{version="{}",git_sha="{}"}}"#,
+            env!("CARGO_PKG_VERSION"),
+            crate::cli::COMMIT
+        );
+        assert_eq!(sample(&metrics.encode(), "build_info", &labels), Some(1.0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_standard_process_metrics_are_exported_unprefixed() {
+        let text = Metrics::new().encode();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            let value: f64 = value.parse().expect("a number");
+            assert!(value >= 0.0, "{name} {value}");
         }
     }
 
@@ -494,14 +782,19 @@ mod tests {
     }
 
     #[test]
-    fn the_output_is_openmetrics_with_every_name_prefixed() {
-        let text = Metrics::new().encode();
+    fn the_output_is_openmetrics_with_every_name_prefixed_but_the_process_ones() {
+        let metrics = Metrics::new();
+        metrics.set_aiapps_by_phase(&[]);
+        let text = metrics.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
         for line in text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
         {
-            assert!(line.starts_with("dataforest_operator_"), "{line}");
+            assert!(
+                line.starts_with("dataforest_operator_") || line.starts_with("process_"),
+                "{line}"
+            );
         }
     }
 }

@@ -336,6 +336,7 @@ async fn lead_and_reconcile(
 ) -> anyhow::Result<()> {
     let signal = stop_requested();
     tokio::pin!(signal);
+    metrics.set_leader(&args.lease_name, false);
     let namespaces = args.watched_namespaces();
     tokio::select! {
         () = wait_for_crd(&client, &namespaces, &health) => {}
@@ -356,6 +357,8 @@ async fn lead_and_reconcile(
     let (elector, leadership) = loop {
         let elector = LeaderElector::start(client.clone(), lease.clone());
         let leadership = elector.leadership();
+        let (gauge, lease_name) = (metrics.clone(), args.lease_name.clone());
+        leadership.report_to(move |leading| gauge.set_leader(&lease_name, leading));
         info!(%identity, lease = %args.lease_name, "waiting to lead");
         tokio::select! {
             () = leadership.acquired() => {}

@@ -163,11 +163,62 @@ async fn metrics_show_calls_made_through_the_instrumented_api_by_operation_and_o
         r#"dataforest_operator_api_calls_total{operation="getDetail",outcome="Success"} 2"#,
         r#"dataforest_operator_api_calls_total{operation="kill",outcome="Throttled"} 1"#,
         r#"dataforest_operator_api_call_duration_seconds_count{operation="getDetail"} 2"#,
-        r#"dataforest_operator_aiapps{phase="Running"} 0"#,
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line} in\n{body}");
     }
+    // No leader reports here: no per-phase count, rather than zeros that read as "none".
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("dataforest_operator_aiapps")),
+        "{body}"
+    );
     assert!(body.ends_with("# EOF\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_carry_build_info_the_leader_gauge_and_the_process_metrics() {
+    let server = Server::start().await;
+    server.metrics.set_leader("dataforest-operator", true);
+    let (_, _, body) = server.get("/metrics").await;
+    let build_info = format!(
+        r#"dataforest_operator_build_info{{version="{}",git_sha="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION"),
+        dataforest_operator::cli::COMMIT
+    );
+    assert!(
+        body.lines().any(|l| l == build_info),
+        "{build_info} in\n{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l == r#"dataforest_operator_leader{lease="dataforest-operator"} 1"#),
+        "{body}"
+    );
+    let start_time = body
+        .lines()
+        .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no process_start_time_seconds in\n{body}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        start_time <= now + 1.0 && start_time > now - 86_400.0,
+        "{start_time}"
+    );
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "{name} in\n{body}"
+        );
+    }
     server.stop().await;
 }
 

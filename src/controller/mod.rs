@@ -17,7 +17,7 @@ mod recover;
 mod secrets_seen;
 mod slots;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -434,22 +434,25 @@ fn trim(app: &mut AiApp) {
 /// The annotation `kubectl apply` (client-side) keeps the whole applied object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Keeps the AiApps-by-phase gauge current from the controller's cache.
+/// Keeps the AiApps-by-phase gauges current from the controller's cache, from the moment
+/// the cache is filled: a count from an empty cache would read as "no AiApp". It runs
+/// while the controller does, that is while leading; when it is aborted (the controller
+/// stopped: released or lost the lease) its report drops and the series go, so that a
+/// follower exports none rather than zeros.
 async fn report_phases(store: Store<AiApp>, metrics: Arc<Metrics>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let report = metrics.phase_report();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
-        for app in store.state() {
-            let phase = app
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(crate::crd::Phase::Pending);
-            *counts.entry(crate::metrics::phase_name(phase)).or_default() += 1;
-        }
-        let counts: Vec<(&str, i64)> = counts.into_iter().collect();
-        metrics.set_aiapps_by_phase(&counts);
+        let apps = store.state();
+        let counts = crate::metrics::PhaseCounts::of(
+            apps.iter().map(AsRef::as_ref),
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        report.set(&counts);
     }
 }
 

@@ -150,6 +150,15 @@ pub fn a_leader_whose_lease_is_taken_learns_it_lost() -> Result<(), Failed> {
         |ctx| async move {
             let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
             let (a, la) = leading(&ctx.client, &ctx.namespace, "pod-a", LONG_LEASE).await?;
+            // What the leader gauge is fed: leading now, then not once the lease is taken.
+            let (report, mut reported) = tokio::sync::mpsc::unbounded_channel();
+            la.report_to(move |leading| {
+                let _ = report.send(leading);
+            });
+            let first = timeout(SLACK, reported.recv()).await?;
+            ensure(first == Some(true), || {
+                format!("the gauge was first fed {first:?}, not leading")
+            })?;
             // No resourceVersion: the intruder wins whatever pod-a wrote last. MicroTime, as
             // the apiserver refuses a renewTime with more than six fractional digits.
             let intruder = serde_json::json!({"spec": {
@@ -167,6 +176,11 @@ pub fn a_leader_whose_lease_is_taken_learns_it_lost() -> Result<(), Failed> {
                 format!("valid_for is {:?}", la.valid_for())
             })?;
             ensure(!la.is_leader(), || "pod-a still leads".into())?;
+            // Renewals in between were not reported: the next report is the loss.
+            let next = timeout(SLACK, reported.recv()).await?;
+            ensure(next == Some(false), || {
+                format!("after the loss the gauge was fed {next:?}, not 0")
+            })?;
             a.release().await;
             let (holder, _) = lease(&api).await?;
             ensure(holder.as_deref() == Some("intruder"), || {

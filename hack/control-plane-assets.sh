@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
+# usage: control-plane-assets.sh [kube-controller-manager]
+#
 # Prints the folder that holds kube-apiserver and kubectl (and etcd, when
 # KUBEBUILDER_ASSETS names it) for the local control plane, building what is missing
-# on first use.
+# on first use. With the argument kube-controller-manager it prints the folder that
+# holds kube-controller-manager instead (the tests that need kube-controller-manager's
+# controllers, such as ClusterRole aggregation, run it).
 #
 # - KUBEBUILDER_ASSETS, when set, must name a folder with all three (what
-#   setup-envtest provides); it is used as it is.
-# - Otherwise kube-apiserver and kubectl are built from the Go module proxy through the
-#   wrapper module in hack/k8s (its go.mod pins the Kubernetes version) into
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/dataforest-operator/k8s-<version>/; a fresh clone
-#   on the same machine reuses the cache. etcd then comes from the
+#   setup-envtest provides); it is used as it is. setup-envtest ships no
+#   kube-controller-manager: it is taken from there when present, otherwise built into
+#   the cache below.
+# - Otherwise kube-apiserver, kubectl and kube-controller-manager are built from the Go
+#   module proxy through the wrapper module in hack/k8s (its go.mod pins the Kubernetes
+#   version) into ${XDG_CACHE_HOME:-$HOME/.cache}/dataforest-operator/k8s-<version>/; a
+#   fresh clone on the same machine reuses the cache. etcd then comes from the
 #   etcd-bin-vendored-linux-amd64 crate, which testenv depends on.
 #
 # Progress goes to stderr; the folder is the only thing on stdout.
@@ -16,8 +22,18 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 need=(kube-apiserver kubectl etcd)
+want=${1:-control-plane}
+case $want in
+  control-plane | kube-controller-manager) ;;
+  *) echo "usage: $0 [kube-controller-manager]" >&2; exit 2 ;;
+esac
 
-if [[ -n ${KUBEBUILDER_ASSETS:-} ]]; then
+if [[ $want == kube-controller-manager && -n ${KUBEBUILDER_ASSETS:-} && -x $KUBEBUILDER_ASSETS/kube-controller-manager ]]; then
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+
+if [[ $want == control-plane && -n ${KUBEBUILDER_ASSETS:-} ]]; then
   for bin in "${need[@]}"; do
     if [[ ! -x $KUBEBUILDER_ASSETS/$bin ]]; then
       echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable $bin" >&2
@@ -55,7 +71,12 @@ build() { # build <name> <package>
   echo "built $cache/$name" >&2
 }
 
-[[ -x $cache/kube-apiserver ]] || build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-[[ -x $cache/kubectl ]] || build kubectl k8s.io/kubernetes/cmd/kubectl
+if [[ $want == control-plane ]]; then
+  [[ -x $cache/kube-apiserver ]] || build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+  [[ -x $cache/kubectl ]] || build kubectl k8s.io/kubernetes/cmd/kubectl
+fi
+# Built with the others, so the first `make test` or `make assets` builds it up front
+# (a few minutes more: it shares most packages with kube-apiserver).
+[[ -x $cache/kube-controller-manager ]] || build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 
 echo "$cache"

@@ -4,11 +4,16 @@
 //!
 //! Binaries come from `KUBEBUILDER_ASSETS` when it is set, otherwise from
 //! `hack/control-plane-assets.sh`, which builds them once into the user's cache.
+//! A test that needs one of kube-controller-manager's controllers (ClusterRole
+//! aggregation, say) starts it with [`ControllerManager`].
 
 #![forbid(unsafe_code)]
 
+mod controller_manager;
 mod pki;
 mod supervisor;
+
+pub use controller_manager::{ControllerManager, locate_kube_controller_manager};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

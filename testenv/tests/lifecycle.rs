@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataforest_testenv::{Assets, ControlPlane};
+use dataforest_testenv::{Assets, ControlPlane, ControllerManager, locate_kube_controller_manager};
 
 /// Processes whose command line names `folder`: the control plane's etcd and apiserver.
 fn processes_using(folder: &Path) -> Vec<String> {
@@ -159,4 +159,69 @@ fn a_port_taken_before_etcd_binds_it_is_replaced_and_the_start_succeeds() {
     );
     assert_eq!(picked[0], taken_port);
     drop(taken);
+}
+
+fn start_controller_manager(plane: &ControlPlane) -> ControllerManager {
+    let program = locate_kube_controller_manager().expect("kube-controller-manager");
+    ControllerManager::start(
+        &program,
+        plane.kubeconfig_path(),
+        &["clusterrole-aggregation"],
+    )
+    .expect("kube-controller-manager starts")
+}
+
+#[test]
+fn dropping_a_controller_manager_stops_it_and_deletes_its_folder() {
+    let plane = start();
+    let manager = start_controller_manager(&plane);
+    let folder = manager.dir().to_owned();
+    assert!(manager.is_running());
+    assert_eq!(
+        processes_using(&folder).len(),
+        1,
+        "kube-controller-manager runs"
+    );
+    drop(manager);
+    assert!(
+        processes_using(&folder).is_empty(),
+        "left: {:?}",
+        processes_using(&folder)
+    );
+    assert!(!folder.exists(), "{} still exists", folder.display());
+    assert!(plane.is_running(), "the control plane is not its to stop");
+}
+
+#[test]
+fn a_test_that_panics_leaves_no_controller_manager_behind() {
+    let plane = start();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let manager = start_controller_manager(&plane);
+                tx.send(manager.dir().to_owned()).unwrap();
+                panic!("a failing test");
+            })
+            .join()
+    });
+    assert!(outcome.is_err());
+    let folder = rx.recv().unwrap();
+    assert!(
+        processes_using(&folder).is_empty(),
+        "left: {:?}",
+        processes_using(&folder)
+    );
+    assert!(!folder.exists());
+}
+
+#[test]
+fn a_controller_manager_needs_its_controllers_named() {
+    let error = ControllerManager::start(Path::new("/nonexistent"), Path::new("/nonexistent"), &[])
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error}").contains("name the controllers"),
+        "{error}"
+    );
 }

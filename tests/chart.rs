@@ -173,7 +173,8 @@ fn the_default_render_is_a_leader_elected_restricted_deployment_with_cluster_rba
     let want: BTreeMap<String, usize> = [
         ("ServiceAccount", 1),
         ("CustomResourceDefinition", 1),
-        ("ClusterRole", 1),
+        // The operator's, and the two that aggregate into admin/edit and view.
+        ("ClusterRole", 3),
         ("ClusterRoleBinding", 1),
         ("Role", 1),
         ("RoleBinding", 1),
@@ -753,6 +754,103 @@ fn default_credentials_get_their_own_role_and_the_admission_policy_follows_them(
     ] {
         assert_eq!(kinds.get(kind), None, "{kind}");
     }
+}
+
+#[test]
+fn tenant_roles_aggregate_aiapp_rights_into_admin_edit_and_view_and_can_be_switched_off() {
+    let objects = objects(&template(RELEASE, NAMESPACE, &[]).unwrap());
+    let aggregates_to = |role: &Value| -> BTreeSet<String> {
+        let labels = role["metadata"]["labels"].as_object().expect("labels");
+        labels
+            .iter()
+            .filter_map(|(key, value)| {
+                let target = key.strip_prefix("rbac.authorization.k8s.io/aggregate-to-")?;
+                assert_eq!(value, "true", "{key} on {}", role["metadata"]["name"]);
+                Some(target.to_owned())
+            })
+            .collect()
+    };
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let verbs = |verbs: &[&str]| {
+        let mut verbs: Vec<String> = verbs.iter().map(|v| v.to_string()).collect();
+        verbs.sort();
+        verbs
+    };
+
+    // edit and admin: every verb on AiApps, nothing on their status (the operator's).
+    let edit = find(&objects, "ClusterRole", "dataforest-operator-edit");
+    assert_eq!(
+        aggregates_to(edit),
+        set(&["admin", "edit"]),
+        "never into view"
+    );
+    assert_eq!(
+        rules_of(edit),
+        [(
+            "dataforest.dev".to_owned(),
+            "aiapps".to_owned(),
+            verbs(&[
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "watch",
+            ]),
+        )]
+    );
+    // view (and through its labels admin and edit too): reading only.
+    let view = find(&objects, "ClusterRole", "dataforest-operator-view");
+    assert_eq!(aggregates_to(view), set(&["admin", "edit", "view"]));
+    let read = verbs(&["get", "list", "watch"]);
+    assert_eq!(
+        rules_of(view),
+        [
+            (
+                "dataforest.dev".to_owned(),
+                "aiapps".to_owned(),
+                read.clone()
+            ),
+            (
+                "dataforest.dev".to_owned(),
+                "aiapps/status".to_owned(),
+                read
+            ),
+        ]
+    );
+    // No other object of the chart aggregates anywhere.
+    let aggregating = |objects: &[Value]| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole" && !aggregates_to(o).is_empty())
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        aggregating(&objects),
+        ["dataforest-operator-edit", "dataforest-operator-view"]
+    );
+
+    // Switched off, with the operator's own RBAC off, or watching listed namespaces
+    // (nothing cluster-wide then): none.
+    for args in [
+        &["--set", "rbac.aggregateToDefaultRoles=false"][..],
+        &["--set", "rbac.create=false"][..],
+        &["--set", "watchNamespace=team-a"][..],
+    ] {
+        let rendered = objects_of(&template(RELEASE, NAMESPACE, args).unwrap());
+        assert_eq!(aggregating(&rendered), Vec::<String>::new(), "{args:?}");
+        assert!(!rendered.is_empty(), "{args:?} renders the rest");
+    }
+    let refused = template(
+        RELEASE,
+        NAMESPACE,
+        &["--set", "rbac.aggregateToDefaultRoles=yes"],
+    )
+    .unwrap_err();
+    assert!(refused.contains("aggregateToDefaultRoles"), "{refused}");
 }
 
 #[test]

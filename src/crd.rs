@@ -81,18 +81,18 @@ pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
     kind = "AiApp",
     plural = "aiapps",
     shortname = "aiapp",
+    shortname = "aia",
     category = "dataforest",
     namespaced,
     status = "AiAppStatus",
     derive = "PartialEq",
     doc = "An AI app (GPU job) on NAVER Cloud Data Forest, submitted and followed by dataforest-operator.",
-    printcolumn(name = "App ID", type_ = "string", json_path = ".status.id"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
     printcolumn(
-        name = "Final Status",
-        type_ = "string",
-        json_path = ".status.finalStatus"
+        name = "GPUs",
+        type_ = "integer",
+        json_path = ".spec.resource.gpuCount"
     ),
     printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
     printcolumn(
@@ -101,9 +101,21 @@ pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
         json_path = ".metadata.creationTimestamp"
     ),
     printcolumn(
-        name = "App Name",
+        name = "App ID",
         type_ = "string",
-        json_path = ".status.name",
+        json_path = ".status.id",
+        priority = 1
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Final Status",
+        type_ = "string",
+        json_path = ".status.finalStatus",
         priority = 1
     ),
     printcolumn(
@@ -472,6 +484,12 @@ pub struct AiAppStatus {
     /// Where the AiApp is in its life; see the phase table in the docs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Why the AiApp is in its phase, in one word: the outcome of an ended app, or what
+    /// holds it up (the reason of the condition that explains the phase, e.g.
+    /// CredentialsNotFound, Throttled, Paused, DeadlineExceeded). Empty while an app
+    /// simply runs or waits for GPUs. The conditions carry the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The `metadata.generation` this status was written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -533,7 +551,10 @@ pub struct AiAppStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub containers: Vec<ContainerStatus>,
-    /// Kubernetes conditions: Submitted, Synced, Succeeded, Failed.
+    /// Kubernetes conditions: Submitted, Synced, Succeeded, Failed, Suspended,
+    /// FailureTarget, Finished (True once the app ended, any outcome), and kstatus's
+    /// Reconciling (present while the operator works) and Stalled (present while a person
+    /// must act).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -646,21 +667,26 @@ impl AttemptOutcome {
 /// Where an AiApp is in its life.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
-    /// Not yet submitted: waiting for credentials, paused, or retrying.
+    /// Not submitted yet: waiting for credentials or a Secret of envFrom, paused, refused
+    /// by the API without an app, or waiting to retry a failed app (spec.backoffLimit).
     Pending,
-    /// A submit is under way; the app id is not yet known.
+    /// The marker is written and a submit is under way, or recovery looks for the app of
+    /// a submit whose answer was lost; the app id is not known yet.
     Submitting,
-    /// Data Forest accepted the app; it waits for GPUs.
+    /// Data Forest accepted the app; it waits in its queue for GPUs.
     Accepted,
     /// The app runs.
     Running,
-    /// The app ended with final status SUCCEEDED.
+    /// Terminal: the app ended with final status SUCCEEDED.
     Succeeded,
-    /// The app ended without success, or the operator ended it.
+    /// Terminal: the app ended without success and no retry is left, or a deadline
+    /// (startDeadlineSeconds, activeDeadlineSeconds) ended it.
     Failed,
-    /// The app was killed.
+    /// Terminal: the app was killed by a person or by the AiApp's deletion.
     Killed,
-    /// The operator lost track of the app; a person must resolve it.
+    /// Not an end: the operator cannot tell which app is this AiApp's (an ambiguous
+    /// recovery) or Data Forest no longer knows it; a person must resolve it, and
+    /// nothing is submitted until then.
     Unknown,
     /// `spec.suspend` is set: nothing was submitted, or the app was killed and Data Forest
     /// shows it ended. Not terminal: unsetting `suspend` submits a new attempt.
@@ -674,10 +700,85 @@ impl Phase {
     }
 }
 
+/// The CRD of [`AiApp`], with the meaning of every enum value in the description of each
+/// field that takes it. A CRD's structural schema keeps a plain `enum` list only, so
+/// without this `kubectl explain` would show the values and lose what they mean.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = serde_json::to_value(AiApp::crd()).expect("the CRD always serializes");
+    let meanings = [
+        value_meanings(schemars::schema_for!(Phase)),
+        value_meanings(schemars::schema_for!(DeletionPolicy)),
+        value_meanings(schemars::schema_for!(KillCause)),
+        value_meanings(schemars::schema_for!(AttemptOutcome)),
+    ];
+    describe_enums(&mut crd, &meanings);
+    serde_json::from_value(crd).expect("describing values keeps the CRD's shape")
+}
+
+/// Each value of a documented string enum with its variant's doc comment.
+fn value_meanings(schema: schemars::Schema) -> Vec<(String, String)> {
+    let variants = schema.get("oneOf").and_then(|v| v.as_array());
+    variants
+        .into_iter()
+        .flatten()
+        .filter_map(|variant| {
+            let value = variant
+                .get("const")
+                .or_else(|| variant.get("enum").and_then(|e| e.get(0)))?
+                .as_str()?;
+            let meaning = variant.get("description")?.as_str()?.replace('\n', " ");
+            Some((value.to_owned(), meaning))
+        })
+        .collect()
+}
+
+/// Appends "Values:" and each value's meaning to every schema node whose `enum` is exactly
+/// the values of one of `meanings`.
+fn describe_enums(node: &mut serde_json::Value, meanings: &[Vec<(String, String)>]) {
+    match node {
+        serde_json::Value::Object(object) => {
+            let values: Option<Vec<&str>> = object
+                .get("enum")
+                .and_then(|e| e.as_array())
+                .map(|e| e.iter().filter_map(|v| v.as_str()).collect());
+            let known = values.and_then(|values| {
+                meanings.iter().find(|m| {
+                    m.len() == values.len() && m.iter().all(|(v, _)| values.contains(&v.as_str()))
+                })
+            });
+            if let Some(known) = known {
+                let head = object
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or_default();
+                let lines: Vec<String> = known
+                    .iter()
+                    .map(|(value, meaning)| format!("- {value}: {meaning}"))
+                    .collect();
+                let description = format!("{head}\n\nValues:\n{}", lines.join("\n"));
+                object.insert(
+                    "description".into(),
+                    description.trim_start().to_owned().into(),
+                );
+            }
+            for child in object.values_mut() {
+                describe_enums(child, meanings);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                describe_enums(item, meanings);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The CRD as YAML, exactly what `crds/aiapps.dataforest.dev.yaml` holds.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    let body = serde_yaml_ng::to_string(&AiApp::crd()).expect("the CRD always serializes to YAML");
+    let body = serde_yaml_ng::to_string(&crd()).expect("the CRD always serializes to YAML");
     format!(
         "# DO_NOT_EDIT: generated from src/crd.rs by `dataforest-operator crd` (make generate).\n---\n{body}"
     )
@@ -697,9 +798,37 @@ mod tests {
     }
 
     #[test]
+    fn every_enum_value_says_what_it_means() {
+        fn walk(path: &str, node: &serde_json::Value, seen: &mut usize) {
+            if let Some(object) = node.as_object() {
+                if let Some(values) = object.get("enum").and_then(|e| e.as_array()) {
+                    let description = object["description"].as_str().unwrap_or_default();
+                    for value in values.iter().filter_map(|v| v.as_str()) {
+                        assert!(
+                            description.contains(&format!("- {value}: ")),
+                            "{path}: the description does not say what {value} means"
+                        );
+                    }
+                    *seen += 1;
+                }
+                for (key, child) in object {
+                    walk(&format!("{path}.{key}"), child, seen);
+                }
+            }
+            for (index, item) in node.as_array().into_iter().flatten().enumerate() {
+                walk(&format!("{path}[{index}]"), item, seen);
+            }
+        }
+        let crd = serde_json::to_value(crd()).unwrap();
+        let mut seen = 0;
+        walk("", &crd, &mut seen);
+        // deletionPolicy, phase, and per attempt outcome, killedBy and ended.
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
     fn every_submitted_field_has_its_own_immutability_rule() {
-        use kube::CustomResourceExt;
-        let crd = serde_json::to_value(AiApp::crd()).unwrap();
+        let crd = serde_json::to_value(crd()).unwrap();
         let rules = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["x-kubernetes-validations"];
         let immutability: Vec<&serde_json::Value> = rules
@@ -731,8 +860,7 @@ mod tests {
 
     #[test]
     fn an_env_from_entry_carries_a_rule_per_pairing_each_naming_its_field() {
-        use kube::CustomResourceExt;
-        let crd = serde_json::to_value(AiApp::crd()).unwrap();
+        let crd = serde_json::to_value(crd()).unwrap();
         let env_from = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["properties"]["docker"]["properties"]["envFrom"];
         assert_eq!(env_from["maxItems"], ENV_FROM_MAX);

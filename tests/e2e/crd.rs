@@ -35,9 +35,10 @@ pub fn the_generated_crd_is_accepted_and_established() -> Result<(), Failed> {
         ensure(names.plural == "aiapps", || {
             format!("plural {}", names.plural)
         })?;
-        ensure(names.short_names == Some(vec!["aiapp".to_owned()]), || {
-            format!("short names {:?}", names.short_names)
-        })?;
+        ensure(
+            names.short_names == Some(vec!["aiapp".to_owned(), "aia".to_owned()]),
+            || format!("short names {:?}", names.short_names),
+        )?;
         ensure(
             names.categories == Some(vec!["dataforest".to_owned()]),
             || format!("categories {:?}", names.categories),
@@ -118,39 +119,137 @@ pub fn an_aiapp_can_be_created_read_back_and_given_a_status() -> Result<(), Fail
 pub fn kubectl_shows_the_printer_columns_and_short_name() -> Result<(), Failed> {
     fixture::run("kubectl-columns", |ctx| async move {
         let aiapps: Api<AiApp> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-        aiapps
+        let created = aiapps
             .create(
                 &PostParams::default(),
                 &AiApp::new("columns", sample_spec()?),
             )
             .await?;
-        let output = ctx
-            .kubectl()
-            .args(["get", "aiapp", "-o", "wide", "-n", &ctx.namespace])
-            .output()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure(output.status.success(), || {
-            format!(
+        let status = AiAppStatus {
+            phase: Some(Phase::Running),
+            reason: Some("Unauthorized".to_owned()),
+            attempt: Some(2),
+            id: Some("dN2vdAwrCMZdUzGKKiFy6Z".to_owned()),
+            state: Some("RUNNING".to_owned()),
+            final_status: Some("UNDEFINED".to_owned()),
+            message: Some("the keys were refused".to_owned()),
+            observed_generation: created.meta().generation,
+            ..AiAppStatus::default()
+        };
+        let patch = serde_json::json!({
+            "apiVersion": "dataforest.dev/v1alpha1", "kind": "AiApp", "status": status,
+        });
+        aiapps
+            .patch_status(
+                "columns",
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        let table = |wide: bool| -> Result<Vec<Vec<String>>> {
+            let mut kubectl = ctx.kubectl();
+            // The shorter alias a person types.
+            kubectl.args(["get", "aia", "-n", &ctx.namespace]);
+            if wide {
+                kubectl.args(["-o", "wide"]);
+            }
+            let output = kubectl.output()?;
+            anyhow::ensure!(
+                output.status.success(),
                 "kubectl failed: {}",
                 String::from_utf8_lossy(&output.stderr)
-            )
-        })?;
-        let header = stdout.lines().next().unwrap_or_default();
-        for column in [
-            "NAME",
-            "APP ID",
-            "PHASE",
-            "STATE",
-            "FINAL STATUS",
-            "AGE",
-            "APP NAME",
+            );
+            // Columns are two or more blanks apart; a header may hold one blank.
+            Ok(String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(|line| {
+                    line.split("  ")
+                        .map(str::trim)
+                        .filter(|cell| !cell.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .collect())
+        };
+        let narrow = table(false)?;
+        ensure(
+            narrow.first().map(Vec::as_slice)
+                == Some(
+                    &["NAME", "PHASE", "REASON", "GPUS", "ATTEMPT", "AGE"].map(String::from)[..],
+                ),
+            || format!("columns {narrow:?}"),
+        )?;
+        let row = narrow.get(1).cloned().unwrap_or_default();
+        ensure(
+            row.get(..5)
+                == Some(&["columns", "Running", "Unauthorized", "1", "2"].map(String::from)[..]),
+            || format!("row {row:?}"),
+        )?;
+        let wide = table(true)?;
+        let header = wide.first().cloned().unwrap_or_default();
+        ensure(
+            header
+                == [
+                    "NAME",
+                    "PHASE",
+                    "REASON",
+                    "GPUS",
+                    "ATTEMPT",
+                    "AGE",
+                    "APP ID",
+                    "STATE",
+                    "FINAL STATUS",
+                    "MESSAGE",
+                ]
+                .map(String::from),
+            || format!("wide columns {header:?}"),
+        )?;
+        let row = wide.get(1).cloned().unwrap_or_default();
+        ensure(
+            row.get(6..)
+                == Some(
+                    &[
+                        "dN2vdAwrCMZdUzGKKiFy6Z",
+                        "RUNNING",
+                        "UNDEFINED",
+                        "the keys were refused",
+                    ]
+                    .map(String::from)[..],
+                ),
+            || format!("wide row {row:?}"),
+        )
+    })
+}
+
+pub fn kubectl_explain_says_what_each_phase_means() -> Result<(), Failed> {
+    fixture::run("kubectl-explain", |ctx| async move {
+        let explain = |field: &str| -> Result<String> {
+            let output = ctx.kubectl().args(["explain", field]).output()?;
+            anyhow::ensure!(
+                output.status.success(),
+                "kubectl explain {field} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        let phase = explain("aiapp.status.phase")?;
+        for meaning in [
+            "- Pending: Not submitted yet",
+            "- Unknown: Not an end",
+            "- Suspended: `spec.suspend` is set",
+            "- Killed: Terminal: the app was killed",
         ] {
-            ensure(header.contains(column), || {
-                format!("no column {column} in {header:?}")
+            ensure(phase.contains(meaning), || {
+                format!("no {meaning:?} in:\n{phase}")
             })?;
         }
-        ensure(stdout.contains("columns"), || {
-            format!("the AiApp is not listed: {stdout}")
+        let policy = explain("aiapp.spec.deletionPolicy")?;
+        ensure(policy.contains("- Orphan: Leave the app running"), || {
+            format!("deletionPolicy values not explained:\n{policy}")
+        })?;
+        let outcome = explain("aiapp.status.attempts.outcome")?;
+        ensure(outcome.contains("- NotListed: "), || {
+            format!("attempt outcomes not explained:\n{outcome}")
         })
     })
 }

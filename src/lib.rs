@@ -19,6 +19,7 @@ pub mod run;
 pub mod shard;
 pub mod status;
 pub mod submit;
+pub mod summary;
 pub mod transition;
 
 pub use dataforest_common::telemetry;

@@ -40,7 +40,13 @@ mod tests {
 
     #[test]
     fn retried_reasons_do_not_wait_for_a_person() {
-        for retried in ["QuotaExceeded", "Throttled", "ApiUnavailable", "ClockSkew", "Paused"] {
+        for retried in [
+            "QuotaExceeded",
+            "Throttled",
+            "ApiUnavailable",
+            "ClockSkew",
+            "Paused",
+        ] {
             assert!(!needs_a_person(retried), "{retried}");
         }
         assert!(needs_a_person("InvalidSpec"));

@@ -70,6 +70,9 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
     match &step {
         Step::Done => {
             ctx.memory.forget(&uid);
+            // An AiApp that ended under an older operator gets its summary (status.reason,
+            // Finished, Stalled) once; after that this writes nothing.
+            effects.write(app, &before).await?;
             return Ok(Action::await_change());
         }
         Step::Paused => {

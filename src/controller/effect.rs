@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -14,6 +15,7 @@ use super::{Context, Result, jittered, write_status};
 use crate::attempts;
 use crate::crd::{AiApp, AiAppStatus};
 use crate::plan;
+use crate::summary;
 use crate::transition::{Next, Note, Transition};
 
 /// The AiApp's status as read (or empty), in the current shape and for the generation it
@@ -35,11 +37,12 @@ pub(super) struct Effects<'a> {
 }
 
 impl Effects<'_> {
-    /// Writes `status` when it differs from `app`'s, with `app`'s resourceVersion as the
-    /// precondition; returns the AiApp as it now stands.
+    /// Writes `status`, summarized (see [`summary`]), when it differs from `app`'s, with
+    /// `app`'s resourceVersion as the precondition; returns the AiApp as it now stands.
     pub async fn write(&self, app: &AiApp, status: &AiAppStatus) -> Result<AiApp> {
         let mut status = status.clone();
         status.observed_generation = app.meta().generation;
+        summary::summarize(&mut status, Timestamp::now());
         if app.status.as_ref() == Some(&status) {
             return Ok(app.clone());
         }

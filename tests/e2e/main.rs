@@ -22,6 +22,7 @@ mod proxy;
 mod secrets;
 mod shards;
 mod startup;
+mod tenant_rbac;
 mod world;
 
 use std::process::ExitCode;
@@ -130,6 +131,11 @@ fn main() -> ExitCode {
         env_from::a_malformed_env_from_entry_is_refused_by_kubectl_apply_naming_the_field,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(env_from_trials).collect();
+    // Tenant RBAC: the chart's roles aggregated into admin, edit and view.
+    let tenant_rbac_trials = trials![
+        tenant_rbac::users_bound_to_edit_or_view_get_aiapp_rights_from_the_charts_aggregated_roles,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(tenant_rbac_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs deploy/argocd/health.lua against sample AiApp statuses (hack/argocd-health-cases.lua).
-# Argo CD evaluates health checks with gopher-lua, a Lua 5.1, so the cases run on lua5.1;
-# Debian's lua5.1 package is installed on first use when missing (as root).
+# Runs the tests of the Argo CD health check and actions for AiApps,
+# deploy/argocd/resource_customizations/dataforest.dev/AiApp/{health_test.yaml,
+# actions/action_test.yaml}, the way Argo CD's own tests run them: on gopher-lua (Argo CD's
+# Lua engine, built by hack/argocd-lua.sh) with the libraries Argo CD opens, and on Debian's
+# lua5.1 as well. lua5.1 is installed with apt-get on first use when missing (as root).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -21,4 +23,5 @@ if [[ -z $lua ]]; then
   fi
   lua=$(command -v lua5.1)
 fi
-exec "$lua" "$repo/hack/argocd-health-cases.lua" "$repo/deploy/argocd/health.lua"
+runner=$(bash "$repo/hack/argocd-lua.sh")
+exec "$runner" -lua51 "$lua" "$repo/deploy/argocd/resource_customizations"

@@ -853,6 +853,77 @@ fn tenant_roles_aggregate_aiapp_rights_into_admin_edit_and_view_and_can_be_switc
     assert!(refused.contains("aggregateToDefaultRoles"), "{refused}");
 }
 
+/// What `helm install` prints (templates/NOTES.txt), rendered offline: a copy of the
+/// chart whose one extra template holds the notes as a string.
+fn notes(args: &[&str]) -> String {
+    let dir = TempDir::new().unwrap();
+    let chart = dir.path().join("dataforest-operator");
+    let copy = run(Command::new("cp").args(["-r", CHART]).arg(&chart));
+    assert!(copy.status.success(), "{}", text(&copy.stderr));
+    std::fs::copy(chart.join("templates/NOTES.txt"), chart.join("notes.txt")).unwrap();
+    std::fs::write(
+        chart.join("templates/zz-notes.yaml"),
+        r#"notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}"#,
+    )
+    .unwrap();
+    let out = run(Command::new(helm())
+        .args(["template", RELEASE])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--show-only",
+            "templates/zz-notes.yaml",
+        ])
+        .args(args));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rendered: Value = serde_yaml_ng::from_str(&text(&out.stdout)).unwrap();
+    rendered["notes"].as_str().unwrap().to_owned()
+}
+
+/// The default image is not published until a release exists: the notes say so and
+/// what to set; they say how the CRD is upgraded, with the kubectl flags that work.
+#[test]
+fn the_notes_say_which_image_to_use_until_a_release_exists_and_how_the_crd_upgrades() {
+    let default = notes(&[]);
+    for says in [
+        "No release of dataforest-operator has been published yet",
+        "ImagePullBackOff",
+        "Dockerfile",
+        "--set image.repository=<registry>/dataforest-operator --set image.tag=<tag>",
+        "`helm upgrade` upgrades it",
+        "helm.sh/resource-policy: keep",
+    ] {
+        assert!(
+            default.contains(says),
+            "the notes do not say {says:?}:\n{default}"
+        );
+    }
+    let own_image = notes(&[
+        "--set",
+        "image.repository=registry.example.com/dataforest-operator",
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    ]);
+    assert!(!own_image.contains("ImagePullBackOff"), "{own_image}");
+    assert!(
+        own_image.contains("Image: registry.example.com/dataforest-operator:"),
+        "{own_image}"
+    );
+    assert!(
+        own_image.contains(
+            "kubectl apply --server-side --force-conflicts -f crds/aiapps.dataforest.dev.yaml"
+        ),
+        "{own_image}"
+    );
+    assert!(
+        own_image.contains("namespace(s) team-a, team-b"),
+        "{own_image}"
+    );
+}
+
 #[test]
 fn kube_version_gate_refuses_1_29_and_accepts_1_30() {
     let error = template(RELEASE, NAMESPACE, &["--kube-version", "1.29.0"]).unwrap_err();

@@ -1,7 +1,8 @@
 //! Installing and upgrading on a real kube-apiserver, as users do it: the Helm chart
-//! (`helm install`, `helm upgrade` with a changed CRD, `helm uninstall`) and the kustomize
+//! (`helm install`, `helm upgrade` with a changed CRD, `helm uninstall`, the upgrade from
+//! chart 0.1.0, whose CRD Helm did not own) and the kustomize
 //! base in `deploy/` (`kubectl apply -k deploy/`, then the documented server-side upgrade).
-//! Each test starts a control plane of its own: both install the cluster-wide CRD and
+//! Each test starts a control plane of its own: they install the cluster-wide CRD and
 //! admission policy, which the shared e2e control plane must not get.
 //!
 //! helm comes from `hack/helm.sh`; kubectl from the control-plane assets.
@@ -287,6 +288,79 @@ fn helm_upgrade_upgrades_the_crd_and_helm_uninstall_keeps_it_and_the_aiapps() {
         ensure!(
             aiapps.get_opt("kept").await?.is_some(),
             "helm uninstall deleted the AiApp"
+        );
+        Ok(())
+    });
+}
+
+/// A release of chart 0.1.0 got its CRD from the chart's `crds/` folder, with no Helm
+/// ownership: `helm upgrade` to this chart refuses to take it over until it carries the
+/// label and annotations the chart README gives, and then owns and upgrades it.
+#[test]
+fn a_crd_from_chart_0_1_is_taken_over_by_helm_upgrade_after_the_documented_label_and_annotations() {
+    on_a_control_plane(async |plane| {
+        let helm_bin = helm_binary()?;
+        let home = TempDir::new("helm-0-1")?;
+        let helm = |args: &[&str]| helm(&helm_bin, plane, &home.0).args(args).output();
+        let release = ["dataforest-operator", "--namespace", NAMESPACE];
+        // What chart 0.1.0 left: the CRD created as it is, a release without it.
+        let generated = repo().join("crds/aiapps.dataforest.dev.yaml");
+        run(plane.kubectl().arg("create").arg("-f").arg(&generated))?;
+        let install = helm(
+            &[
+                &["install"][..],
+                &release,
+                &[CHART, "--create-namespace", "--set", "crds.enabled=false"],
+            ]
+            .concat(),
+        )?;
+        ensure!(install.status.success(), "{}", text(&install.stderr));
+
+        // crds.enabled=false stood for chart 0.1.0, which had no such value: set it back,
+        // as the chart's default is for a release of 0.1.0 (helm upgrade reuses the
+        // values of the last release when given none).
+        let enabled = ["--set", "crds.enabled=true"];
+        let upgrade = helm(&[&["upgrade"][..], &release, &[CHART], &enabled].concat())?;
+        ensure!(
+            !upgrade.status.success()
+                && text(&upgrade.stderr).contains("invalid ownership metadata"),
+            "helm upgrade over a CRD it does not own: {}{}",
+            text(&upgrade.stdout),
+            text(&upgrade.stderr)
+        );
+
+        // The chart README's two commands.
+        run(plane
+            .kubectl()
+            .args(["label", "crd", CRD, "app.kubernetes.io/managed-by=Helm"]))?;
+        run(plane.kubectl().args([
+            "annotate",
+            "crd",
+            CRD,
+            "meta.helm.sh/release-name=dataforest-operator",
+            &format!("meta.helm.sh/release-namespace={NAMESPACE}"),
+        ]))?;
+        let dir = TempDir::new("chart-0-1")?;
+        let changed = chart_with_a_changed_crd(&dir.0)?;
+        let changed = changed.to_str().context("a UTF-8 path")?;
+        let upgrade = helm(&[&["upgrade"][..], &release, &[changed], &enabled].concat())?;
+        ensure!(upgrade.status.success(), "{}", text(&upgrade.stderr));
+        let crds: Api<CustomResourceDefinition> = Api::all(plane.client().await?);
+        let crd = crds.get(CRD).await?;
+        ensure!(
+            columns(&crd).contains(&NEW_COLUMN.to_owned()),
+            "the CRD taken over was not upgraded: columns {:?}",
+            columns(&crd)
+        );
+        ensure!(
+            crd.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("helm.sh/resource-policy"))
+                .map(String::as_str)
+                == Some("keep"),
+            "{:?}",
+            crd.metadata
         );
         Ok(())
     });

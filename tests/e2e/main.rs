@@ -7,6 +7,7 @@
 
 mod admission;
 mod api_faults;
+mod argocd;
 mod chaos;
 mod controller;
 mod crd;
@@ -136,6 +137,13 @@ fn main() -> ExitCode {
         tenant_rbac::users_bound_to_edit_or_view_get_aiapp_rights_from_the_charts_aggregated_roles,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(tenant_rbac_trials).collect();
+    // Argo CD: the health check's and actions' test objects are what the operator writes.
+    let argocd_trials = trials![
+        argocd::the_health_testdata_is_the_status_the_operator_writes_and_suspend_and_resume_work,
+        argocd::an_unknown_aiapp_is_captured_and_the_resubmit_action_submits_once,
+        argocd::refused_keys_are_captured_before_and_after_the_submit,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(argocd_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

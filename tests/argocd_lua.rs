@@ -199,6 +199,48 @@ fn the_argocd_cm_patch_holds_the_scripts_as_they_are() {
     );
 }
 
+/// The README's install command, `kubectl patch configmap argocd-cm --patch-file`, run
+/// locally on an argocd-cm that already holds a setting: both keys land, the setting stays.
+#[test]
+fn kubectl_patch_installs_the_scripts_into_an_existing_argocd_cm() {
+    let kubectl = dataforest_testenv::Assets::locate()
+        .expect("kubectl from hack/control-plane-assets.sh")
+        .kubectl;
+    let dir = std::env::temp_dir().join(format!("argocd-cm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cm = dir.join("argocd-cm.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  namespace: argocd\n\
+         data:\n  url: https://argocd.example.com\n",
+    )
+    .unwrap();
+    let out = Command::new(kubectl)
+        .args(["patch", "--local", "-o", "json", "-f"])
+        .arg(&cm)
+        .arg("--patch-file")
+        .arg(repo().join("deploy/argocd/argocd-cm-patch.yaml"))
+        .output()
+        .expect("kubectl runs");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let patched: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = &patched["data"];
+    assert_eq!(data["url"], "https://argocd.example.com");
+    assert_eq!(
+        data["resource.customizations.health.dataforest.dev_AiApp"].as_str(),
+        Some(read(&health_lua()).as_str())
+    );
+    let actions = data["resource.customizations.actions.dataforest.dev_AiApp"]
+        .as_str()
+        .unwrap();
+    assert!(actions.starts_with("discovery.lua: |\n"), "{actions}");
+}
+
 #[test]
 fn the_reason_parser_sees_a_reason_added_or_removed() {
     let block = generated_block();

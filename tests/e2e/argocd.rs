@@ -8,8 +8,9 @@
 //! `UPDATE_ARGOCD_TESTDATA=1 cargo test --test e2e -- argocd::` rewrites the files instead.
 //!
 //! The actions are applied as Argo CD applies them: the action's Lua runs on the live
-//! object (gopher-lua, `hack/argocd-lua.sh -patch`), and the merge patch of its result is
-//! sent to the apiserver; the operator must then do what the action promises.
+//! object on gopher-lua (the runner `hack/argocd-lua.sh` builds, with `-patch`), and the
+//! merge patch of its result is sent to the apiserver; the operator must then do what the
+//! action promises.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

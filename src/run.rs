@@ -37,7 +37,8 @@ pub struct RunArgs {
     /// Base URLs the operator may call (comma-separated); a Secret's endpoint must be one.
     #[arg(long, env = "DATAFOREST_ALLOWED_ENDPOINTS", value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
     pub allowed_endpoints: Vec<String>,
-    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    /// Watch only these namespaces, comma-separated, one watch each: the operator then
+    /// needs a Role in each and no cluster-wide right (default: all namespaces).
     #[arg(long = "namespace", env = "WATCH_NAMESPACE", value_delimiter = ',')]
     pub namespaces: Vec<String>,
     /// A credentials Secret in the operator's own namespace (--lease-namespace) for
@@ -424,21 +425,23 @@ async fn lead_and_reconcile(
 /// Waits until the AiApp CRD is served; under Argo CD sync order it can arrive after
 /// the operator. Meanwhile the operator is alive but not ready, and says why.
 async fn wait_for_crd(client: &Client, namespaces: &[String], health: &Health) {
-    // Ask where the operator may list: a namespaced operator has no cluster-wide right.
-    let aiapps: Api<AiApp> = match namespaces {
-        [one] => Api::namespaced(client.clone(), one),
-        _ => Api::all(client.clone()),
-    };
+    // Ask where the operator may list: an operator given namespaces has no cluster-wide right.
+    let scope = crate::controller::scope::Scope::of(namespaces);
     loop {
-        match aiapps.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return,
-            Err(error) => {
-                let reason = format!("the CRD aiapps.dataforest.dev is not served yet: {error}");
-                warn!("{reason}; retrying in 5s");
-                health.set_ready(false, reason);
-                tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut refused = None;
+        for aiapps in scope.apis::<AiApp>(client) {
+            if let Err(error) = aiapps.list(&ListParams::default().limit(1)).await {
+                refused = Some(error);
+                break;
             }
         }
+        let Some(error) = refused else {
+            return;
+        };
+        let reason = format!("the CRD aiapps.dataforest.dev is not served yet: {error}");
+        warn!("{reason}; retrying in 5s");
+        health.set_ready(false, reason);
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 

@@ -14,6 +14,7 @@ mod listing;
 mod memory;
 mod poll;
 mod recover;
+pub mod scope;
 mod secrets_seen;
 mod slots;
 
@@ -44,6 +45,7 @@ use secrets_seen::SecretsSeen;
 use keys::Refusals;
 use listing::Listings;
 use memory::Memory;
+use scope::Scope;
 
 /// How much longer than one API call the lease must stay valid before a submit.
 pub const SUBMIT_MARGIN: Duration = Duration::from_secs(1);
@@ -328,13 +330,7 @@ pub async fn run(
         metrics,
         leadership,
     } = runtime;
-    let (aiapps, secrets) = match config.namespaces.as_slice() {
-        [one] => (
-            Api::<AiApp>::namespaced(client.clone(), one),
-            Api::namespaced(client.clone(), one),
-        ),
-        _ => (Api::<AiApp>::all(client.clone()), Api::all(client.clone())),
-    };
+    let scope = Scope::of(&config.namespaces);
     let http = DataForestClient::http_client(&ClientConfig {
         timeout: config.api_timeout,
         ..ClientConfig::default()
@@ -350,16 +346,41 @@ pub async fn run(
     // The cache holds AiApps trimmed of what the operator never reads (see `trim`); the
     // stream API that allows it is kube's `unstable-runtime-stream-control`.
     let (store, writer) = reflector::store();
-    let trimmed = watcher(aiapps, watcher::Config::default().any_semantic())
-        .modify(trim)
-        .reflect(writer)
-        .applied_objects();
+    let aiapp_config = watcher::Config::default().any_semantic();
+    let aiapp_events = match &scope {
+        // One watch per namespace into one cache (see `scope`).
+        Scope::Namespaces(namespaces) if namespaces.len() > 1 => scope::merge(
+            namespaces.clone(),
+            scope.apis(&client),
+            aiapp_config,
+            store.clone(),
+        )
+        .boxed(),
+        _ => {
+            let mut apis = scope.apis::<AiApp>(&client);
+            watcher(apis.remove(0), aiapp_config)
+                .default_backoff()
+                .boxed()
+        }
+    };
+    let trimmed = aiapp_events.modify(trim).reflect(writer).applied_objects();
     let controller = Controller::for_stream(trimmed, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let mapping_store = store.clone();
-    // Secrets are watched by metadata only: no whole Secret is ever held. The watch also
-    // tells `secrets_seen` which version of each Secret its resolved credentials are of.
-    let secrets: Api<PartialObjectMeta<Secret>> = secrets;
+    // Secrets are watched by metadata only: no Secret's data is ever read by the watch,
+    // one watch per namespace when the operator is given a list. The watch also tells
+    // `secrets_seen` which version of each Secret its resolved credentials are of.
+    let secret_events = futures::stream::select_all(
+        scope
+            .apis::<PartialObjectMeta<Secret>>(&client)
+            .into_iter()
+            .map(|api| {
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .touched_objects()
+                    .boxed()
+            }),
+    );
     let concurrency = config.concurrency;
     let budgets = Budgets::new(config.api_budget);
     let ctx = Arc::new(Context {
@@ -384,7 +405,7 @@ pub async fn run(
     info!(concurrency, "starting the AiApp controller");
     let gauge = tokio::spawn(report_phases(ctx.store.clone(), metrics));
     controller
-        .watches(secrets, watcher::Config::default(), move |secret| {
+        .watches_stream(secret_events, move |secret| {
             let namespace = secret.namespace();
             let name = secret.name_any();
             seen_by_watch.secrets_seen.saw(

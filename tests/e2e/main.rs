@@ -18,6 +18,7 @@ mod fixture;
 mod infra;
 mod job_semantics;
 mod leader;
+mod namespaced_rbac;
 mod platform_credentials;
 mod proxy;
 mod secrets;
@@ -144,6 +145,11 @@ fn main() -> ExitCode {
         argocd::refused_keys_are_captured_before_and_after_the_submit,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(argocd_trials).collect();
+    // The chart's RBAC for several namespaces, on the real binary.
+    let namespaced_rbac_trials = trials![
+        namespaced_rbac::an_operator_with_the_charts_rbac_for_two_namespaces_runs_aiapps_there_and_leaves_a_third_alone,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(namespaced_rbac_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

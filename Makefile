@@ -9,10 +9,10 @@ CRD := crds/aiapps.dataforest.dev.yaml
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 .PHONY: assets
-assets: ## Build (once) and cache kube-apiserver and kubectl; print their folder
+assets: ## Build (once) and cache kube-apiserver, kube-controller-manager and kubectl; print their folder
 	@bash hack/control-plane-assets.sh
 
 .PHONY: build

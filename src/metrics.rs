@@ -49,6 +49,17 @@ const PHASES: [Phase; 9] = [
     Phase::Suspended,
 ];
 
+/// Every kind a failed reconcile is counted under (`controller::Error::kind`), shown at 0
+/// from the start: a counter that appears only at its first increment hides that one
+/// from `rate()`, and an alert on it would have no series to name.
+pub const RECONCILE_ERROR_KINDS: [&str; 5] = [
+    "Kubernetes",
+    "KubernetesTimeout",
+    "Conflict",
+    "ClientBuild",
+    "Finalizer",
+];
+
 // Buckets in seconds. A reconcile is mostly apiserver round trips; a Data Forest call
 // includes the client's own retries (backoff up to 5 s, 30 s timeout per attempt).
 const RECONCILE_BUCKETS: [f64; 12] = [
@@ -166,6 +177,12 @@ impl Metrics {
             "Reconciles that ended in an error, by error kind",
             reconcile_errors.clone(),
         );
+        for kind in RECONCILE_ERROR_KINDS {
+            // Creating the series is the point; the counter handle is not needed.
+            drop(reconcile_errors.get_or_create_owned(&KindLabel {
+                kind: kind.to_owned(),
+            }));
+        }
         let api_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "api_calls",
@@ -584,6 +601,37 @@ mod tests {
             sample(&text, "reconcile_duration_seconds_count", ""),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn every_reconcile_error_kind_reads_zero_from_the_start() {
+        use crate::controller::Error;
+        let client_build = crate::dataforest::ClientBuildError::InvalidEndpoint {
+            endpoint: "ftp://x".to_owned(),
+            reason: "not http".to_owned(),
+        };
+        let errors = [
+            Error::KubeTimeout,
+            Error::Conflict,
+            Error::Client(client_build),
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+        ];
+        let text = Metrics::new().encode();
+        for error in errors {
+            let kind = error.kind();
+            assert!(
+                RECONCILE_ERROR_KINDS.contains(&kind),
+                "{kind} is not listed"
+            );
+            let labels = format!(r#"{{kind="{kind}"}}"#);
+            assert_eq!(
+                sample(&text, "reconcile_errors_total", &labels),
+                Some(0.0),
+                "{kind}"
+            );
+        }
+        let labels = r#"{kind="Finalizer"}"#;
+        assert_eq!(sample(&text, "reconcile_errors_total", labels), Some(0.0));
     }
 
     #[test]

@@ -455,14 +455,22 @@ fn trim(app: &mut AiApp) {
 /// The annotation `kubectl apply` (client-side) keeps the whole applied object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Keeps the AiApps-by-phase gauges current from the controller's cache, from the moment
-/// the cache is filled: a count from an empty cache would read as "no AiApp". It runs
-/// while the controller does, that is while leading; when it is aborted (the controller
-/// stopped: released or lost the lease) its report drops and the series go, so that a
-/// follower exports none rather than zeros.
+/// Keeps the AiApps-by-phase gauges current from the controller's cache, once the cache
+/// is filled: a count from an empty cache would read as "no AiApp". It runs while the
+/// controller does, that is while leading; when it is aborted (the controller stopped:
+/// released or lost the lease) its report drops and the series go, so that a follower
+/// exports none rather than zeros.
+///
+/// The cache shows the whole first list at once (the reflector swaps it in), so a cache
+/// with an AiApp is filled. An empty one may be an empty cluster: it is counted after
+/// `CACHE_FILL_BOUND`. Not `Store::wait_until_ready`: kube's readiness wakes only the
+/// last task that polled it, which would leave either this task or the controller asleep.
 async fn report_phases(store: Store<AiApp>, metrics: Arc<Metrics>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
+    const CACHE_FILL_BOUND: Duration = Duration::from_secs(30);
+    const CACHE_CHECK: Duration = Duration::from_millis(250);
+    let started = tokio::time::Instant::now();
+    while store.is_empty() && started.elapsed() < CACHE_FILL_BOUND {
+        tokio::time::sleep(CACHE_CHECK).await;
     }
     let report = metrics.phase_report();
     let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -18,6 +18,7 @@ mod fixture;
 mod infra;
 mod job_semantics;
 mod leader;
+mod observability;
 mod namespaced_rbac;
 mod platform_credentials;
 mod proxy;
@@ -150,6 +151,12 @@ fn main() -> ExitCode {
         namespaced_rbac::an_operator_with_the_charts_rbac_for_two_namespaces_runs_aiapps_there_and_leaves_a_third_alone,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(namespaced_rbac_trials).collect();
+    // Observability: the real binary's metrics, and the names the alerts and dashboard use.
+    let observability_trials = trials![
+        observability::only_the_leader_exports_aiapp_counts_and_the_leader_gauge_follows_a_handover,
+        observability::every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(observability_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

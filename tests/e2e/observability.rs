@@ -1,0 +1,244 @@
+//! The metrics of the real binary on a real apiserver: only the leader exports AiApp
+//! counts, the leader gauge moves with a handover, and every metric that the alert rules
+//! and the Grafana dashboard in `deploy/` name is one the binary exports.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dataforest_emulator::Faults;
+use dataforest_operator::crd::Phase;
+use libtest_mimic::Failed;
+
+use crate::fixture::{self, ensure};
+use crate::world::{
+    OPERATOR_LEASE, OperatorProcess, PATIENCE, SECRET_KEY, SECRET_NAME, World, phase, spec,
+    wait_for_leader, with_world,
+};
+
+/// The files whose metric names must all be exported.
+const USERS_OF_METRICS: [&str; 3] = [
+    "deploy/prometheus/rules.yaml",
+    "deploy/prometheus/rules.test.yaml",
+    "deploy/grafana/dataforest-operator.json",
+];
+
+/// A loopback address for one operator's /metrics.
+fn metrics_address() -> Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// Scrapes `address` until `ready` holds for the text (or fails after [`PATIENCE`]).
+async fn scrape_until(address: &str, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{address}/metrics");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = match http.get(&url).send().await {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ready(&text) {
+            return Ok(text);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never showed {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+fn leader_gauge(text: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!(r#"dataforest_operator_leader{{lease="{OPERATOR_LEASE}"}}"#),
+    )
+}
+
+fn running_count(text: &str) -> Option<f64> {
+    sample(text, r#"dataforest_operator_aiapps{phase="Running"}"#)
+}
+
+/// Whether the text carries any per-phase series.
+fn has_phase_series(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("dataforest_operator_aiapps"))
+}
+
+pub fn only_the_leader_exports_aiapp_counts_and_the_leader_gauge_follows_a_handover()
+-> Result<(), Failed> {
+    fixture::run("metrics-handover", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                let (at_a, at_b) = (metrics_address()?, metrics_address()?);
+                let mut a = OperatorProcess::start_with(
+                    world,
+                    ctx.kubeconfig(),
+                    "pod-a",
+                    &[("METRICS_ADDRESS", &at_a)],
+                )?;
+                wait_for_leader(&ctx.client, &ctx.namespace, OPERATOR_LEASE, "pod-a").await?;
+                // Running for an hour: the count stays 1 through the handover.
+                world
+                    .create("counted", spec(0, 3_600_000, "SUCCEEDED"))
+                    .await?;
+                world
+                    .wait_for("counted", "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                let _b = OperatorProcess::start_with(
+                    world,
+                    ctx.kubeconfig(),
+                    "pod-b",
+                    &[("METRICS_ADDRESS", &at_b)],
+                )?;
+                scrape_until(&at_a, "pod-a leading and counting 1 Running", |t| {
+                    leader_gauge(t) == Some(1.0) && running_count(t) == Some(1.0)
+                })
+                .await?;
+                let follower =
+                    scrape_until(&at_b, "pod-b's leader gauge", |t| leader_gauge(t).is_some())
+                        .await?;
+                ensure(leader_gauge(&follower) == Some(0.0), || {
+                    format!("the standby says it leads:\n{follower}")
+                })?;
+                ensure(!has_phase_series(&follower), || {
+                    format!("the standby exports AiApp counts:\n{follower}")
+                })?;
+                ensure(
+                    follower.contains("\ndataforest_operator_build_info{")
+                        && follower.contains("\nprocess_resident_memory_bytes "),
+                    || format!("the standby lacks build_info or process metrics:\n{follower}"),
+                )?;
+
+                let clean = a.terminate().await?;
+                ensure(clean, || {
+                    format!("pod-a did not exit cleanly; see {}", a.log.display())
+                })?;
+                scrape_until(&at_b, "pod-b leading and counting 1 Running", |t| {
+                    leader_gauge(t) == Some(1.0) && running_count(t) == Some(1.0)
+                })
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    })
+}
+
+/// The metric names a text uses: identifiers starting `dataforest_operator_` or `process_`.
+fn names_used(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("dataforest_operator_") || word.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The series names an OpenMetrics text exports: every sample's name, and for every
+/// declared family the names a query can use, samples or not yet (a counter family
+/// without a label set so far still exports `<name>_total` once it counts).
+fn names_exported(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let mut words = declared.split(' ');
+            let (Some(family), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+pub fn every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator()
+-> Result<(), Failed> {
+    fixture::run("metrics-names", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                let address = metrics_address()?;
+                let _operator = OperatorProcess::start_with(
+                    world,
+                    ctx.kubeconfig(),
+                    "op-names",
+                    &[("METRICS_ADDRESS", &address)],
+                )?;
+                world.create("named", spec(0, 0, "SUCCEEDED")).await?;
+                world
+                    .wait_for("named", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                let text = scrape_until(&address, "the leader's counts", |t| {
+                    leader_gauge(t) == Some(1.0)
+                        && sample(t, r#"dataforest_operator_aiapps{phase="Succeeded"}"#)
+                            == Some(1.0)
+                })
+                .await?;
+                let exported = names_exported(&text);
+                let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+                let mut used = BTreeSet::new();
+                for file in USERS_OF_METRICS {
+                    let content = std::fs::read_to_string(repo.join(file))
+                        .with_context(|| format!("reading {file}"))?;
+                    let names = names_used(&content);
+                    ensure(!names.is_empty(), || format!("{file} names no metric"))?;
+                    let missing: Vec<&String> = names.difference(&exported).collect();
+                    ensure(missing.is_empty(), || {
+                        format!("{file} uses metrics the operator does not export: {missing:?}\nexported: {exported:?}")
+                    })?;
+                    used.extend(names);
+                }
+                // The check above is only as good as what it found to check.
+                for name in [
+                    "dataforest_operator_leader",
+                    "dataforest_operator_aiapps",
+                    "dataforest_operator_aiapps_longest_in_phase_seconds",
+                    "dataforest_operator_api_calls_total",
+                    "dataforest_operator_reconcile_errors_total",
+                    "dataforest_operator_api_call_duration_seconds_bucket",
+                    "dataforest_operator_build_info",
+                    "process_cpu_seconds_total",
+                    "process_resident_memory_bytes",
+                    "process_start_time_seconds",
+                ] {
+                    ensure(used.contains(name), || {
+                        format!("no file of {USERS_OF_METRICS:?} uses {name}: {used:?}")
+                    })?;
+                }
+                // A counter is queried by its samples' name, never its family's.
+                ensure(
+                    exported.contains("dataforest_operator_reconciles_total")
+                        && !exported.contains("dataforest_operator_reconciles"),
+                    || format!("counter names read wrongly: {exported:?}"),
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    })
+}

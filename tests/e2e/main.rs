@@ -9,6 +9,7 @@ mod admission;
 mod api_faults;
 mod argocd;
 mod chaos;
+mod conditions;
 mod controller;
 mod crd;
 mod deletion;
@@ -18,8 +19,8 @@ mod fixture;
 mod infra;
 mod job_semantics;
 mod leader;
-mod observability;
 mod namespaced_rbac;
+mod observability;
 mod platform_credentials;
 mod proxy;
 mod secrets;
@@ -52,6 +53,9 @@ fn main() -> ExitCode {
         crd::the_generated_crd_is_accepted_and_established,
         crd::an_aiapp_can_be_created_read_back_and_given_a_status,
         crd::kubectl_shows_the_printer_columns_and_short_name,
+        crd::kubectl_explain_says_what_each_phase_means,
+        conditions::kubectl_wait_for_finished_ends_whichever_way_the_app_ends,
+        conditions::a_running_app_is_reconciling_and_one_without_credentials_is_stalled,
         chaos::every_aiapp_gets_exactly_one_app_under_random_faults,
         chaos::the_promise_holds_through_crashes_restarts_pauses_and_faults,
         deletion::a_kill_accepted_while_the_app_stays_live_holds_the_aiapp_until_the_app_ends,
@@ -146,17 +150,17 @@ fn main() -> ExitCode {
         argocd::refused_keys_are_captured_before_and_after_the_submit,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(argocd_trials).collect();
-    // The chart's RBAC for several namespaces, on the real binary.
-    let namespaced_rbac_trials = trials![
-        namespaced_rbac::an_operator_with_the_charts_rbac_for_two_namespaces_runs_aiapps_there_and_leaves_a_third_alone,
-    ];
-    let trials: Vec<Trial> = trials.into_iter().chain(namespaced_rbac_trials).collect();
     // Observability: the real binary's metrics, and the names the alerts and dashboard use.
     let observability_trials = trials![
         observability::only_the_leader_exports_aiapp_counts_and_the_leader_gauge_follows_a_handover,
         observability::every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(observability_trials).collect();
+    // The chart's RBAC for several namespaces, on the real binary.
+    let namespaced_rbac_trials = trials![
+        namespaced_rbac::an_operator_with_the_charts_rbac_for_two_namespaces_runs_aiapps_there_and_leaves_a_third_alone,
+    ];
+    let trials: Vec<Trial> = trials.into_iter().chain(namespaced_rbac_trials).collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     fixture::shutdown();
     conclusion.exit_code()

@@ -45,6 +45,8 @@ test: ## Run the whole test suite against a real kube-apiserver and etcd
 	bash hack/control-plane-assets.sh > /dev/null
 	bash hack/helm.sh > /dev/null
 	bash hack/actionlint.sh --path > /dev/null
+	bash hack/promtool.sh > /dev/null
+	bash hack/argocd-lua.sh > /dev/null
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	bash hack/no-leftovers.sh
 

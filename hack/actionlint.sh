@@ -17,43 +17,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 version=v1.7.12
 
-locate() {
-  if [[ -n ${ACTIONLINT:-} ]]; then
-    [[ -x $ACTIONLINT ]] || { echo "ACTIONLINT=$ACTIONLINT is not an executable" >&2; exit 1; }
-    echo "$ACTIONLINT"
-    return
-  fi
-  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/dataforest-operator/actionlint-$version
-  local bin=$cache/actionlint
-  if [[ -x $bin ]]; then
-    echo "$bin"
-    return
-  fi
-  mkdir -p "$cache"
-  # One builder at a time: a second caller waits for the first and then finds the binary.
-  exec 9>"$cache/.lock"
-  flock 9
-  if [[ ! -x $bin ]]; then
-    command -v go >/dev/null || { echo "go is needed to build actionlint $version" >&2; exit 1; }
-    echo "building actionlint $version from the Go module proxy into $cache (first time only)" >&2
-    local stage
-    stage=$(mktemp -d "$cache/build.XXXXXX")
-    # Built outside any module, so the repository's files never steer the build.
-    if ! (cd "$stage" && GOBIN=$stage CGO_ENABLED=0 GOFLAGS= GO111MODULE=on GOWORK=off \
-        go install -trimpath -ldflags "-s -w -X main.version=$version" \
-        "github.com/rhysd/actionlint/cmd/actionlint@$version" >&2); then
-      rm -rf "$stage"
-      echo "building actionlint $version failed" >&2
-      exit 1
-    fi
-    mv "$stage/actionlint" "$bin"
-    rm -rf "$stage"
-    echo "built $bin" >&2
-  fi
-  echo "$bin"
-}
-
-bin=$(locate)
+source "$repo/hack/lib/go-tool.sh"
+bin=$(go_tool actionlint "$version" github.com/rhysd/actionlint/cmd/actionlint \
+  "-s -w -X main.version=$version" ACTIONLINT)
 case ${1:-} in
   --path) echo "$bin"; exit 0 ;;
   "") ;;

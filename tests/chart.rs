@@ -6,8 +6,9 @@
 //!
 //! helm comes from `hack/helm.sh` (built once from the Go module proxy, then cached).
 
+mod kube_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::{Args as _, FromArgMatches as _};
 use dataforest_operator::run::RunArgs;
+use kube_support::wait_for;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
@@ -1146,28 +1148,7 @@ const OPERATOR_SA: &str = "system:serviceaccount:dataforest-system:dataforest-op
 const TEAM_SA: &str = "system:serviceaccount:team-ops:team-dataforest-operator";
 
 fn kubectl_apply(plane: &dataforest_testenv::ControlPlane, yaml: &str) -> Result<()> {
-    let mut child = plane
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager=chart-test",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().unwrap().write_all(yaml.as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "kubectl apply failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    Ok(())
+    kube_support::apply_server_side(plane.kubectl(), "chart-test", yaml)
 }
 
 /// Asks the apiserver whether `user` may do `verb` (a SubjectAccessReview, as
@@ -1346,26 +1327,6 @@ async fn service_account_kubeconfig(
     let path = dir.join("operator.kubeconfig");
     std::fs::write(&path, serde_yaml_ng::to_string(&config)?)?;
     Ok(path)
-}
-
-async fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl AsyncFnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match probe().await {
-            Ok(Some(found)) => return Ok(found),
-            Ok(None) => {}
-            Err(error) => last_error = Some(error),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The rendered RBAC on a real apiserver grants each verb the operator uses and nothing

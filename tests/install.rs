@@ -7,16 +7,19 @@
 //!
 //! helm comes from `hack/helm.sh`; kubectl from the control-plane assets.
 
+mod kube_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use dataforest_testenv::{Assets, ControlPlane};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::DynamicObject;
+use kube_support::wait_for;
 
 const CHART: &str = "charts/dataforest-operator";
 const CRD: &str = "aiapps.dataforest.dev";
@@ -123,26 +126,6 @@ fn chart_with_a_changed_crd(dir: &Path) -> Result<PathBuf> {
         crd.replacen(marker, &format!("{marker}{column}"), 1),
     )?;
     Ok(chart)
-}
-
-async fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl AsyncFnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match probe().await {
-            Ok(Some(found)) => return Ok(found),
-            Ok(None) => {}
-            Err(error) => last_error = Some(error),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The names of the printer columns the served CRD has.
@@ -463,31 +446,5 @@ fn aiapp_resource() -> kube::api::ApiResource {
 
 /// `kubectl apply --server-side` of `yaml` as the test's own field manager.
 fn plane_apply(plane: &ControlPlane, yaml: &str) -> Result<()> {
-    use std::io::Write as _;
-    let mut child = plane
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager=install-test",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(yaml.as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "kubectl apply failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    Ok(())
+    kube_support::apply_server_side(plane.kubectl(), "install-test", yaml)
 }

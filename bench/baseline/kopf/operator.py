@@ -20,7 +20,10 @@ Process contract, shared by every baseline (started with no arguments):
 - ``METRICS_ADDRESS`` (``host:port``): kopf's liveness endpoint is served there at
   ``/healthz``; there is no ``/metrics`` (kopf has none);
 - ``WORKERS`` (default 16): ``settings.queueing.worker_limit``, kopf's bound on
-  AiApps handled at once, and the threads for Kubernetes calls;
+  AiApps handled at once, and the threads for Kubernetes calls; 0 means no limit
+  (kopf's default), and 32 threads;
+- ``WORKER_IDLE_TIMEOUT`` (seconds, optional): ``settings.queueing.idle_timeout``, how
+  long an idle per-AiApp worker keeps its slot (kopf's default 5 s), see ``configure``;
 - ``LOG_LEVEL`` (default ``WARNING``): Python logging level.
 
 Run it as ``python -P operator.py`` (what hack/baseline-kopf.sh's wrapper does): without
@@ -75,7 +78,7 @@ WORKERS = int(os.environ.get("WORKERS", "16"))
 # The kubernetes client is synchronous: its calls run in these threads so that they do
 # not stop the event loop that every handler and daemon share.
 kube_threads = concurrent.futures.ThreadPoolExecutor(
-    max_workers=WORKERS, thread_name_prefix="kube"
+    max_workers=WORKERS or 32, thread_name_prefix="kube"
 )
 http: aiohttp.ClientSession | None = None
 
@@ -249,8 +252,14 @@ async def configure(settings: kopf.OperatorSettings, **_):
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.queueing.worker_limit = WORKERS
-    settings.execution.max_workers = WORKERS
+    # kopf's per-AiApp workers linger settings.queueing.idle_timeout (5 s by default)
+    # after their last event, holding a slot of worker_limit meanwhile: with a limit the
+    # throughput is about WORKERS / idle_timeout AiApps a second. WORKER_IDLE_TIMEOUT
+    # (seconds) changes it; WORKERS=0 lifts the limit, kopf's own default.
+    settings.queueing.worker_limit = WORKERS or None
+    if os.environ.get("WORKER_IDLE_TIMEOUT"):
+        settings.queueing.idle_timeout = float(os.environ["WORKER_IDLE_TIMEOUT"])
+    settings.execution.max_workers = WORKERS or None
     settings.posting.reporting_component = "dataforest-kopf-baseline"
     settings.posting.reporting_instance = os.environ.get("POD_NAME", "dataforest-kopf-baseline")
     # Events only from explicit kopf.info/warn calls, as our operator posts them.
@@ -259,15 +268,9 @@ async def configure(settings: kopf.OperatorSettings, **_):
     # kopf logged in already; the handlers' own client reads the same kubeconfig.
     kubernetes.config.load_kube_config()
     config = kubernetes.client.Configuration.get_default_copy()
-    config.connection_pool_maxsize = max(WORKERS, 10)
+    config.connection_pool_maxsize = max(WORKERS or 32, 10)
     kubernetes.client.Configuration.set_default(config)
     http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
-
-
-@kopf.on.cleanup()
-async def close(**_):
-    if http is not None:
-        await http.close()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -300,7 +303,10 @@ def needs_polling(status, **_):
     return bool(status.get("id")) and status.get("phase") not in TERMINAL_PHASES
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=needs_polling)
+# cancellation_backoff: kopf sets `stopped` and gives the daemon that long to return
+# before cancelling it (cancellation_timeout); without them kopf calls a daemon that is
+# returning anyway "orphaned", and waits on it at shutdown.
+@kopf.daemon(GROUP, VERSION, PLURAL, when=needs_polling, cancellation_backoff=1.0, cancellation_timeout=1.0)
 async def follow(spec, status, name, namespace, body, stopped, logger, **_):
     """Polls getDetail until the app ends, doubling the wait while nothing changes.
 
@@ -385,6 +391,10 @@ async def main():
         )
     finally:
         announcing.cancel()
+        # Closed here, not in a kopf cleanup handler: those run while daemons may still
+        # be polling through it.
+        if http is not None:
+            await http.close()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-//! PNG plots of a benchmark's figures, one series per repeat: a histogram of create-to-id
-//! latency, and the AiApps with an id over time.
+//! PNG plots of a benchmark's figures, one colour per operator: a histogram of create-to-id
+//! latency (an operator's repeats pooled), and the AiApps with an id over time (a line per
+//! repeat).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,7 +20,7 @@ const FONT: &str = "sans-serif";
 pub const SIZE: (u32, u32) = (1280, 720);
 /// About this many histogram buckets from 0 to the slowest AiApp.
 const BUCKETS: f64 = 40.0;
-/// Tableau 10: distinct colours for the repeats, cycled beyond ten.
+/// Tableau 10: distinct colours for the operators, cycled beyond ten.
 const COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -85,8 +86,25 @@ fn setting(summary: &Summary) -> String {
     )
 }
 
-fn colour(repeat: usize) -> RGBColor {
-    COLOURS[repeat % COLOURS.len()]
+fn colour(operator: usize) -> RGBColor {
+    COLOURS[operator % COLOURS.len()]
+}
+
+/// Each operator of the summary with its colour and its repeats.
+fn by_operator(summary: &Summary) -> Vec<(&str, RGBColor, Vec<&Figures>)> {
+    summary
+        .operators
+        .iter()
+        .enumerate()
+        .map(|(i, operator)| {
+            let repeats = summary
+                .repeats
+                .iter()
+                .filter(|f| f.operator == *operator)
+                .collect();
+            (operator.as_str(), colour(i), repeats)
+        })
+        .collect()
 }
 
 fn finite(values: &[f64]) -> impl Iterator<Item = f64> + '_ {
@@ -124,18 +142,31 @@ fn canvas(path: &Path) -> DrawingArea<BitMapBackend<'_>, Shift> {
 }
 
 fn create_to_id_histogram(summary: &Summary, path: &Path) -> anyhow::Result<()> {
-    let repeats = &summary.repeats;
-    let max = repeats
+    let operators = by_operator(summary);
+    let max = summary
+        .repeats
         .iter()
         .flat_map(|f| finite(&f.create_to_id))
         .fold(0.0, f64::max);
     let width = bucket_width(max);
     let buckets = ((max / width).floor() as usize + 1).max(1);
-    let counts: Vec<Vec<u32>> = repeats
+    // An operator's repeats pooled, as AiApps per repeat, so that operators with more
+    // repeats do not stand taller.
+    let counts: Vec<Vec<f64>> = operators
         .iter()
-        .map(|f| bucket_counts(&f.create_to_id, width, buckets))
+        .map(|(_, _, repeats)| {
+            let pooled: Vec<f64> = repeats
+                .iter()
+                .flat_map(|f| f.create_to_id.iter().copied())
+                .collect();
+            let per = repeats.len().max(1) as f64;
+            bucket_counts(&pooled, width, buckets)
+                .into_iter()
+                .map(|n| f64::from(n) / per)
+                .collect()
+        })
         .collect();
-    let highest = counts.iter().flatten().copied().max().unwrap_or(0);
+    let highest = counts.iter().flatten().copied().fold(0.0, f64::max);
     let x_end = buckets as f64 * width;
 
     let root = canvas(path);
@@ -149,7 +180,7 @@ fn create_to_id_histogram(summary: &Summary, path: &Path) -> anyhow::Result<()> 
         .x_label_area_size(55)
         .y_label_area_size(75)
         // Headroom above the tallest bar keeps the legend off the bars.
-        .build_cartesian_2d(0.0..x_end, 0u32..(highest + highest * 2 / 5).max(1) + 1)?;
+        .build_cartesian_2d(0.0..x_end, 0.0..(highest * 1.4).max(1.0) + 1.0)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -158,52 +189,59 @@ fn create_to_id_histogram(summary: &Summary, path: &Path) -> anyhow::Result<()> 
             "seconds from create to status.id (buckets of {} s)",
             (width * 1e6).round() / 1e6
         ))
-        .y_desc("AiApps")
+        .y_desc("AiApps (per repeat)")
         .axis_desc_style((FONT, 20))
         .label_style((FONT, 16))
         .draw()?;
 
-    // Side by side within each bucket: repeat r takes the r-th slice of it.
-    let slice = width / repeats.len().max(1) as f64;
-    for (r, counts) in counts.iter().enumerate() {
-        let colour = colour(r);
+    // Side by side within each bucket: operator o takes the o-th slice of it.
+    let slice = width / operators.len().max(1) as f64;
+    for (o, ((operator, colour, repeats), counts)) in operators.iter().zip(&counts).enumerate() {
+        let colour = *colour;
         let bars = counts
             .iter()
             .enumerate()
-            .filter(|(_, n)| **n > 0)
+            .filter(|(_, n)| **n > 0.0)
             .map(|(b, n)| {
-                let left = b as f64 * width + r as f64 * slice;
-                Rectangle::new([(left, 0), (left + slice, *n)], colour.filled())
+                let left = b as f64 * width + o as f64 * slice;
+                Rectangle::new([(left, 0.0), (left + slice, *n)], colour.filled())
             });
         chart
             .draw_series(bars)?
-            .label(format!("repeat {}", r + 1))
+            .label(match repeats.len() {
+                1 => format!("{operator} (1 repeat)"),
+                n => format!("{operator} ({n} repeats pooled)"),
+            })
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
     }
 
-    // p50 and p99 of the median repeat (by p50), as dashed lines.
-    if let Some((r, figures)) = median_repeat(summary) {
+    // p50 and p99 of each operator's median repeat (by p50), dashed in its colour.
+    let top = chart.y_range().end;
+    for (operator, colour, repeats) in &operators {
+        let Some((r, figures)) = median_repeat(repeats) else {
+            continue;
+        };
+        let colour = *colour;
         let which = if repeats.len() == 1 {
             String::new()
         } else {
-            format!(" of repeat {} (median)", r + 1)
+            format!(" (repeat {}, the median)", r + 1)
         };
-        let top = chart.y_range().end;
         for (q, name, dash) in [(0.5, "p50", 12u32), (0.99, "p99", 4)] {
             let at = figures.percentile(q);
             chart
                 .draw_series(DashedLineSeries::new(
-                    [(at, 0), (at, top)],
+                    [(at, 0.0), (at, top)],
                     dash,
                     4,
-                    BLACK.stroke_width(2),
+                    colour.stroke_width(2),
                 ))?
-                .label(format!("{name}{which}: {at:.2} s"))
+                .label(format!("{operator} {name}{which}: {at:.2} s"))
                 .legend(move |(x, y)| {
                     // Three dashes as in the plot, shortened to fit the legend.
                     let (long, period) = if dash > 4 { (6, 9) } else { (2, 5) };
                     let stroke = |from: i32| {
-                        PathElement::new([(from, 0), (from + long, 0)], BLACK.stroke_width(2))
+                        PathElement::new([(from, 0), (from + long, 0)], colour.stroke_width(2))
                     };
                     EmptyElement::at((x, y)) + stroke(0) + stroke(period) + stroke(2 * period)
                 });
@@ -214,12 +252,12 @@ fn create_to_id_histogram(summary: &Summary, path: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The repeat whose create-to-id p50 is the median of all repeats' (the lower of the two
-/// middle ones when even), with its index; `None` when no repeat has any latency.
-fn median_repeat(summary: &Summary) -> Option<(usize, &Figures)> {
-    let mut measured: Vec<_> = summary
-        .repeats
+/// The repeat whose create-to-id p50 is the median of `repeats`' (the lower of the two
+/// middle ones when even), with its index among them; `None` when none has a latency.
+fn median_repeat<'a>(repeats: &[&'a Figures]) -> Option<(usize, &'a Figures)> {
+    let mut measured: Vec<(usize, &Figures)> = repeats
         .iter()
+        .copied()
         .enumerate()
         .filter(|(_, f)| !f.create_to_id.is_empty())
         .collect();
@@ -261,22 +299,32 @@ fn submitted_over_time(summary: &Summary, path: &Path) -> anyhow::Result<()> {
         .label_style((FONT, 16))
         .draw()?;
 
-    for (r, figures) in repeats.iter().enumerate() {
-        let colour = colour(r);
-        // A step up by one at each AiApp's id.
-        let mut steps = vec![(0.0, 0u32)];
-        for (n, at) in finite(&figures.id_at_s).enumerate() {
-            steps.push((at, n as u32));
-            steps.push((at, n as u32 + 1));
+    for (operator, colour, repeats) in by_operator(summary) {
+        let mut rates: Vec<f64> = repeats.iter().map(|f| f.submitted_rate).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = crate::figures::percentile(&rates, 0.5);
+        for (r, figures) in repeats.iter().enumerate() {
+            // A step up by one at each AiApp's id.
+            let mut steps = vec![(0.0, 0u32)];
+            for (n, at) in finite(&figures.id_at_s).enumerate() {
+                steps.push((at, n as u32));
+                steps.push((at, n as u32 + 1));
+            }
+            let series = chart.draw_series(LineSeries::new(steps, colour.stroke_width(2)))?;
+            // One legend entry per operator, on its first repeat.
+            if r == 0 {
+                let of = if repeats.len() > 1 {
+                    format!(" (median of {})", repeats.len())
+                } else {
+                    String::new()
+                };
+                series
+                    .label(format!("{operator}: {median:.1} submitted/s{of}"))
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3))
+                    });
+            }
         }
-        chart
-            .draw_series(LineSeries::new(steps, colour.stroke_width(2)))?
-            .label(format!(
-                "repeat {}: {:.1} submitted/s",
-                r + 1,
-                figures.submitted_rate
-            ))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
@@ -309,12 +357,19 @@ mod tests {
     use super::*;
 
     fn summary(repeats: Vec<Figures>) -> Summary {
+        let mut operators: Vec<String> = Vec::new();
+        for f in &repeats {
+            if !operators.contains(&f.operator) {
+                operators.push(f.operator.clone());
+            }
+        }
         Summary {
             aiapps: 300,
             api_latency_ms: 25,
             arrival: Arrival::Burst,
             operator_env: Vec::new(),
             machine: "test".to_owned(),
+            operators,
             repeats,
             spread: BTreeMap::new(),
         }
@@ -338,6 +393,7 @@ mod tests {
         id_at_s.sort_by(f64::total_cmp);
         let last = id_at_s.last().copied().unwrap_or(1.0);
         Figures {
+            operator: "dataforest".to_owned(),
             aiapps: n,
             create_rate: rate,
             submitted_rate: n as f64 / last,
@@ -401,6 +457,25 @@ mod tests {
             repeat(300, 160.0, 0.5),
         ]);
         assert_plots(&summary, "plots");
+    }
+
+    #[test]
+    fn plots_show_operators_together() {
+        let baseline = |rate, tail| Figures {
+            operator: "controller-runtime".to_owned(),
+            ..repeat(300, rate, tail)
+        };
+        let summary = summary(vec![
+            repeat(300, 150.0, 0.6),
+            baseline(140.0, 2.0),
+            repeat(300, 160.0, 0.5),
+            baseline(130.0, 2.5),
+        ]);
+        assert_eq!(summary.operators, ["dataforest", "controller-runtime"]);
+        let operators = by_operator(&summary);
+        assert_eq!(operators[1].2.len(), 2);
+        assert_ne!(operators[0].1, operators[1].1, "one colour per operator");
+        assert_plots(&summary, "plots-operators");
     }
 
     #[test]

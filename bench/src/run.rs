@@ -1,9 +1,12 @@
-//! One repeat: a fresh control plane and emulator, the operator started as a process, the
-//! AiApps created, and everything measured until they have ended and the operator rests.
+//! One repeat of one operator: a fresh control plane and emulator, the operator started as
+//! a process, the AiApps created, and everything measured until they have ended and the
+//! operator rests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead as _;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use kube::runtime::watcher;
 use tokio::time::{Instant, sleep};
 
 use crate::figures::{Figures, Restart, secs};
+use crate::operators::{Kind, Readiness};
 use crate::{Args, Arrival};
 
 const NAMESPACE: &str = "bench";
@@ -31,9 +35,14 @@ const IDENTITY: &str = "bench-operator";
 const RUNNING: Duration = Duration::from_secs(3);
 /// Bound on every wait of a repeat.
 const PATIENCE: Duration = Duration::from_secs(1800);
+/// Bound on an operator's start, until it leads or says it is ready.
+const START_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a restart of an operator that counts no reconciles is watched.
+const RESTART_WINDOW: Duration = Duration::from_secs(5);
 
-/// The operator process, killed when dropped.
-struct Operator(Child);
+/// The operator process, killed when dropped; `ready` is set once it printed its ready
+/// line, for an operator that says so on stdout.
+struct Operator(Child, Arc<AtomicBool>);
 
 impl Operator {
     /// Stops the operator as Kubernetes does: SIGTERM, then SIGKILL after a grace period.
@@ -57,31 +66,92 @@ struct Launch<'a> {
     args: &'a Args,
     plane: &'a ControlPlane,
     endpoint: String,
+    kind: Kind,
+    binary: &'a Path,
 }
 
 impl Launch<'_> {
-    /// Starts `dataforest-operator run` with its default flags as `identity`; returns it
-    /// and the address of its metrics.
+    /// Starts the operator as `identity` with its default flags and the process contract
+    /// every operator of the bench shares (KUBECONFIG, WATCH_NAMESPACE, POD_NAME,
+    /// POD_NAMESPACE, METRICS_ADDRESS); returns it and the address of its metrics.
     fn operator(&self, identity: &str, log: &str) -> Result<(Operator, String)> {
         let metrics = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.to_string()
         };
         let log = std::fs::File::create(self.plane.dir().join(log))?;
-        let mut command = Command::new(&self.args.operator);
+        let mut command = Command::new(self.binary);
         command
-            .arg("run")
+            .args(self.kind.args())
             .env("KUBECONFIG", self.plane.kubeconfig_path())
             .env("WATCH_NAMESPACE", NAMESPACE)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_NAME", identity)
-            .env("DATAFOREST_ALLOWED_ENDPOINTS", &self.endpoint)
             .env("METRICS_ADDRESS", &metrics)
-            .env("RUST_LOG", "warn")
-            .envs(self.args.operator_env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
             .stderr(log);
-        Ok((Operator(command.spawn()?), metrics))
+        if self.kind == Kind::Dataforest {
+            command
+                .env("DATAFOREST_ALLOWED_ENDPOINTS", &self.endpoint)
+                .env("RUST_LOG", "warn")
+                .envs(self.args.operator_env.iter().map(|(k, v)| (k, v)));
+        }
+        let ready = Arc::new(AtomicBool::new(false));
+        let Readiness::Line(prefix) = self.kind.readiness() else {
+            command.stdout(Stdio::null());
+            return Ok((Operator(command.spawn()?, ready), metrics));
+        };
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let seen = ready.clone();
+        // Read to the end, so that the operator never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if line.starts_with(prefix) {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok((Operator(child, ready), metrics))
+    }
+}
+
+/// Waits until `operator` leads (holds its Lease as `identity`) or, for one without a
+/// Lease, has said it is ready.
+async fn wait_ready(
+    client: &kube::Client,
+    kind: Kind,
+    identity: &str,
+    operator: &mut Operator,
+) -> Result<()> {
+    let until = Instant::now() + START_PATIENCE;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    loop {
+        let ready = match kind.readiness() {
+            Readiness::Lease(name) => leases
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|lease| lease.spec?.holder_identity)
+                .is_some_and(|holder| holder == identity),
+            Readiness::Line(_) => operator.1.load(Ordering::Relaxed),
+        };
+        if ready {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = operator.0.try_wait() {
+            anyhow::bail!(
+                "the {} operator exited before it was ready: {status}",
+                kind.name()
+            );
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "the {} operator was not ready after {START_PATIENCE:?}",
+            kind.name()
+        );
+        sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -96,18 +166,24 @@ async fn restart_over_ended(
     let calls_before = api_calls(emulator);
     let writes_before = writes(&apiserver_requests(client).await?);
     let started = Instant::now();
-    let (operator, metrics) = launch.operator("bench-operator-restarted", "restarted.log")?;
-    wait_leading(client, "bench-operator-restarted").await?;
+    let identity = "bench-operator-restarted";
+    let (mut operator, metrics) = launch.operator(identity, "restarted.log")?;
+    wait_ready(client, launch.kind, identity, &mut operator).await?;
     let leading_s = secs(started.elapsed());
-    // Finished reconciles; the first of every AiApp after the cache synced.
-    wait_for_sample(
-        &metrics,
-        "dataforest_operator_reconcile_duration_seconds_count",
-        |done| done >= n as f64,
-    )
-    .await
-    .context("after the restart, not every AiApp was reconciled")?;
-    let reconciled_s = secs(started.elapsed());
+    // Finished reconciles; the first of every AiApp after the cache synced. An operator
+    // that counts none is given a fixed window for its calls and writes.
+    let reconciled_s = match launch.kind.reconciles_metric() {
+        Some(metric) => {
+            wait_for_sample(&metrics, metric, |done| done >= n as f64)
+                .await
+                .context("after the restart, not every AiApp was reconciled")?;
+            Some(secs(started.elapsed()))
+        }
+        None => {
+            sleep(RESTART_WINDOW).await;
+            None
+        }
+    };
     let restart = Restart {
         leading_s,
         reconciled_s,
@@ -141,7 +217,8 @@ async fn wait_for_sample(address: &str, sample: &str, done: impl Fn(f64) -> bool
     }
 }
 
-/// One sample's value from the operator's `/metrics` (plain HTTP/1.0, no client needed).
+/// A metric's value from the operator's `/metrics`, summed over its labels (plain
+/// HTTP/1.0, no client needed).
 async fn scrape(address: &str, sample: &str) -> Option<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
@@ -151,9 +228,24 @@ async fn scrape(address: &str, sample: &str) -> Option<f64> {
         .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
+    sample_sum(&text, sample)
+}
+
+/// The sum of every sample of `metric` in Prometheus' text format, whatever its labels
+/// (`controller_runtime_reconcile_total` has one per result); `None` when there is none.
+fn sample_sum(text: &str, metric: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once('}')?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 impl Drop for Operator {
@@ -163,7 +255,8 @@ impl Drop for Operator {
     }
 }
 
-pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
+/// One repeat of the operator `kind`, whose executable is `binary`.
+pub async fn once(args: &Args, kind: Kind, binary: &Path, assets: Assets) -> Result<Figures> {
     let plane = tokio::task::spawn_blocking(move || ControlPlane::start(assets)).await??;
     let client = plane.client().await?;
     let crd = concat!(
@@ -220,10 +313,12 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         args,
         plane: &plane,
         endpoint: emulator.url(),
+        kind,
+        binary,
     };
-    let (operator, metrics) = started.operator(IDENTITY, "operator.log")?;
+    let (mut operator, metrics) = started.operator(IDENTITY, "operator.log")?;
     let pid = operator.0.id();
-    wait_leading(&client, IDENTITY).await?;
+    wait_ready(&client, kind, IDENTITY, &mut operator).await?;
     let cpu_start = cpu_seconds(pid)?;
 
     // The operator's memory, sampled until the end of the repeat.
@@ -277,9 +372,12 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         sleep(Duration::from_millis(100)).await;
     }
     let cpu_end = cpu_seconds(pid)?;
-    let events_dropped = scrape(&metrics, "dataforest_operator_events_dropped_total")
-        .await
-        .context("the operator's metrics could not be read")?;
+    let events_dropped = if kind.has_event_queue() {
+        let dropped = scrape(&metrics, "dataforest_operator_events_dropped_total").await;
+        Some(dropped.context("the operator's metrics could not be read")?)
+    } else {
+        None
+    };
     let (mut create_to_id, mut id_at_s, last_id, last_end) = {
         let seen = seen.lock().expect("not poisoned");
         let id_at_s: Vec<f64> = seen
@@ -308,13 +406,19 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
         .map(|op| (op.as_str().to_owned(), stats.total(op) as f64 / n as f64))
         .collect();
     // Events still queued are work, not rest: wait until the operator has sent them,
-    // and count them with the rest of the Kubernetes requests.
-    wait_for_sample(&metrics, "dataforest_operator_events_queued", |queued| {
-        queued == 0.0
-    })
-    .await
-    .context("the operator's Events were never all sent")?;
-    let events_sent_s = secs(first_create.elapsed());
+    // and count them with the rest of the Kubernetes requests. An operator without a
+    // queue to read is given until its Event writes stop.
+    let events_sent_s = if kind.has_event_queue() {
+        wait_for_sample(&metrics, "dataforest_operator_events_queued", |queued| {
+            queued == 0.0
+        })
+        .await
+        .context("the operator's Events were never all sent")?;
+        Some(secs(first_create.elapsed()))
+    } else {
+        wait_events_settled(&client).await?;
+        None
+    };
 
     let kube_after = apiserver_requests(&client).await?;
     let kube_per_aiapp = kube_after
@@ -345,6 +449,7 @@ pub async fn once(args: &Args, assets: Assets) -> Result<Figures> {
     drop(plane);
 
     Ok(Figures {
+        operator: kind.name().to_owned(),
         aiapps: n,
         create_rate: n as f64 / secs(last_create - first_create).max(1e-3),
         submitted_rate: n as f64 / secs(last_id - first_create).max(1e-3),
@@ -451,17 +556,18 @@ fn spec() -> dataforest_operator::crd::AiAppSpec {
     .expect("a valid spec")
 }
 
-async fn wait_leading(client: &kube::Client, identity: &str) -> Result<()> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+/// Waits until the apiserver has taken no Event write for a second (within a minute).
+async fn wait_events_settled(client: &kube::Client) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(60);
+    let events = |totals: &BTreeMap<String, f64>| totals.get("events writes").copied();
+    let mut last = events(&apiserver_requests(client).await?);
     loop {
-        if let Ok(Some(lease)) = leases.get_opt("dataforest-operator").await
-            && lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(identity)
-        {
+        sleep(Duration::from_secs(1)).await;
+        let now = events(&apiserver_requests(client).await?);
+        if now == last || Instant::now() > until {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < until, "the operator never led");
-        sleep(Duration::from_millis(100)).await;
+        last = now;
     }
 }
 
@@ -576,4 +682,35 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
             .unwrap_or(0.0)
     };
     Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_its_labels() {
+        let text = "# HELP controller_runtime_reconcile_total Total reconciliations\n\
+            controller_runtime_reconcile_total{controller=\"aiapp\",result=\"error\"} 2\n\
+            controller_runtime_reconcile_total{controller=\"aiapp\",result=\"success\"} 298\n\
+            controller_runtime_reconcile_total_other 7\n\
+            dataforest_operator_events_queued 0\n\
+            dataforest_operator_reconcile_duration_seconds_count 300 1700000000000\n";
+        assert_eq!(
+            sample_sum(text, "controller_runtime_reconcile_total"),
+            Some(300.0)
+        );
+        assert_eq!(
+            sample_sum(text, "dataforest_operator_events_queued"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample_sum(text, "dataforest_operator_reconcile_duration_seconds_count"),
+            Some(300.0)
+        );
+        assert_eq!(
+            sample_sum(text, "dataforest_operator_events_dropped_total"),
+            None
+        );
+    }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use compact_str::CompactString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -560,6 +561,34 @@ pub struct AiAppStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// One aspect of the AiApp's state, written as Kubernetes conditions are
+/// (`metav1.Condition`).
+// Our own type rather than k8s-openapi's, for memory: type, status and reason are short
+// words held inline instead of in three heap allocations, and the operator caches every
+// AiApp with its five to seven conditions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type, in CamelCase.
+    #[serde(rename = "type")]
+    #[schemars(with = "String")]
+    pub type_: CompactString,
+    /// True, False or Unknown.
+    #[schemars(with = "String")]
+    pub status: CompactString,
+    /// Why the condition last changed, in CamelCase.
+    #[schemars(with = "String")]
+    pub reason: CompactString,
+    /// What happened, for a person; may be empty.
+    pub message: String,
+    /// When the status last changed.
+    pub last_transition_time: Time,
+    /// The `metadata.generation` the condition was set from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
+    pub observed_generation: Option<i64>,
+}
+
 /// One container of the app, as getDetail reports it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -795,6 +824,27 @@ mod tests {
             committed == crd_yaml(),
             "crds/aiapps.dataforest.dev.yaml is stale: run `make generate` and commit it"
         );
+    }
+
+    #[test]
+    fn a_condition_reads_and_writes_the_json_of_a_kubernetes_condition() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as KubeCondition;
+        for generation in [Some(3), None] {
+            let kube = KubeCondition {
+                type_: "Submitted".into(),
+                status: "True".into(),
+                reason: "Accepted".into(),
+                message: "app 6f1c2a9e-52a4-4a8e-9d39-0c6a1f1d2b3c accepted on queue default"
+                    .into(),
+                last_transition_time: Time("2026-12-04T10:00:00Z".parse().unwrap()),
+                observed_generation: generation,
+            };
+            let json = serde_json::to_value(&kube).unwrap();
+            let ours: Condition = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(ours.type_, "Submitted");
+            assert_eq!(ours.observed_generation, generation);
+            assert_eq!(serde_json::to_value(&ours).unwrap(), json);
+        }
     }
 
     #[test]

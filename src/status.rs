@@ -1,10 +1,10 @@
 //! Pure status building: the phase from what Data Forest said, and conditions in the
 //! Kubernetes shape, carrying `lastTransitionTime` over when a condition did not change.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{AiAppStatus, ContainerStatus, Phase};
+use crate::crd::{AiAppStatus, Condition, ContainerStatus, Phase};
 use crate::dataforest::{AppDetail, SubmitResponse};
 
 /// Condition types the operator writes.
@@ -161,15 +161,15 @@ pub fn set_condition(
             if condition.status != condition_status {
                 condition.last_transition_time = Time(now);
             }
-            condition.status = condition_status.to_owned();
-            condition.reason = reason.to_owned();
+            condition.status = condition_status.into();
+            condition.reason = reason.into();
             condition.message = message.to_owned();
             condition.observed_generation = generation;
         }
         None => status.conditions.push(Condition {
-            type_: type_.to_owned(),
-            status: condition_status.to_owned(),
-            reason: reason.to_owned(),
+            type_: type_.into(),
+            status: condition_status.into(),
+            reason: reason.into(),
             message: message.to_owned(),
             last_transition_time: Time(now),
             observed_generation: generation,

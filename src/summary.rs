@@ -85,7 +85,7 @@ fn explaining_reason(status: &AiAppStatus, phase: Phase) -> Option<(String, Stri
             .conditions
             .iter()
             .find(|c| c.type_ == type_ && c.status == wanted && !c.reason.is_empty())
-            .map(|c| (c.reason.clone(), c.message.clone()))
+            .map(|c| (c.reason.to_string(), c.message.clone()))
     };
     match phase {
         Phase::Succeeded => find(condition::SUCCEEDED, "True"),

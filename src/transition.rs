@@ -82,7 +82,7 @@ fn reason_of(status: &AiAppStatus, type_: &str) -> Option<(String, String)> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string()))
 }
 
 /// A Warning for `reason` when Synced did not already say it: one per new reason, not one

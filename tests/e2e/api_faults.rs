@@ -24,7 +24,7 @@ fn failing(app: &AiApp, type_: &str) -> Option<(String, String)> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_ && c.status == "False")?;
-    Some((found.reason.clone(), found.message.clone()))
+    Some((found.reason.to_string(), found.message.clone()))
 }
 
 /// Waits until the emulator has counted more than `above` `operation` calls answered

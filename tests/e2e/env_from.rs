@@ -199,7 +199,11 @@ fn condition_text(app: &AiApp, type_: &str) -> Option<(String, String, String)> 
         .conditions
         .iter()
         .find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+    Some((
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.clone(),
+    ))
 }
 
 /// A missing Secret and a missing key each keep their AiApp Pending with a condition and

@@ -28,7 +28,7 @@ fn status(app: &AiApp) -> AiAppStatus {
 fn synced_reason(app: &AiApp) -> Option<String> {
     let status = app.status.as_ref()?;
     let synced = status.conditions.iter().find(|c| c.type_ == "Synced")?;
-    Some(synced.reason.clone())
+    Some(synced.reason.to_string())
 }
 
 async fn annotate(world: &World, name: &str, key: &str, value: &str) -> Result<()> {

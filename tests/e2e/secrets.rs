@@ -574,7 +574,13 @@ fn condition(app: &AiApp, type_: &str) -> Option<(String, String, String)> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .map(|c| {
+            (
+                c.status.to_string(),
+                c.reason.to_string(),
+                c.message.clone(),
+            )
+        })
 }
 
 /// Waits until an Event with `reason` was recorded for the AiApp `name`, and returns it.

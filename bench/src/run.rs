@@ -80,8 +80,12 @@ impl Launch<'_> {
             probe.local_addr()?.to_string()
         };
         let log = std::fs::File::create(self.plane.dir().join(log))?;
-        let mut command = Command::new(self.binary);
+        // Through `setpriv --pdeathsig KILL`, as testenv starts the control plane: a bench
+        // that is killed takes the operator with it instead of leaving it running.
+        let mut command = Command::new("setpriv");
         command
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(self.binary)
             .args(self.kind.args())
             .env("KUBECONFIG", self.plane.kubeconfig_path())
             .env("WATCH_NAMESPACE", NAMESPACE)

@@ -260,7 +260,8 @@ async def configure(settings: kopf.OperatorSettings, **_):
     settings.queueing.worker_limit = WORKERS or None
     if os.environ.get("WORKER_IDLE_TIMEOUT"):
         settings.queueing.idle_timeout = float(os.environ["WORKER_IDLE_TIMEOUT"])
-    settings.execution.max_workers = WORKERS or None
+    if WORKERS:
+        settings.execution.max_workers = WORKERS
     settings.posting.reporting_component = "dataforest-kopf-baseline"
     settings.posting.reporting_instance = os.environ.get("POD_NAME", "dataforest-kopf-baseline")
     # Events only from explicit kopf.info/warn calls, as our operator posts them.

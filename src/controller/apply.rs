@@ -24,6 +24,10 @@ use crate::transition::{self, Next};
 /// How long a poll waits when submits are in flight and polls hold their share of slots.
 const POLL_SLOT_WAIT: Duration = Duration::from_millis(500);
 
+/// When a reconcile that found the cache behind the operator's own write looks again, if
+/// no watch event woke it first.
+const STALE_COPY_RECHECK: Duration = Duration::from_secs(1);
+
 /// Re-reads after a conflicting write before the reconcile gives up and comes back.
 const CONFLICT_REPLANS: usize = 3;
 
@@ -53,8 +57,18 @@ async fn apply_once(app: &AiApp, ctx: &Context, api: &Api<AiApp>) -> Result<Acti
         uid: uid.clone(),
         fingerprint: None,
     };
-    if let Some(unwritten) = ctx.memory.get(&uid).unwritten {
+    let remembered = ctx.memory.get(&uid);
+    if let Some(unwritten) = remembered.unwritten {
         return write_answered_id(app, &effects, unwritten).await;
+    }
+    if let Some(version) = app.metadata.resource_version.as_deref()
+        && remembered.is_superseded(version)
+    {
+        // The cache has not caught up with this operator's own last write (its watch
+        // event is on the way, and wakes the AiApp): planning from this copy would only
+        // meet a conflict, a re-read, and for a marker without its id a needless
+        // recovery. The requeue is a safety net for a watch that missed the event.
+        return Ok(Action::requeue(STALE_COPY_RECHECK));
     }
     let now = Timestamp::now();
     let before = current(app);

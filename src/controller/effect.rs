@@ -46,7 +46,16 @@ impl Effects<'_> {
         if app.status.as_ref() == Some(&status) {
             return Ok(app.clone());
         }
-        write_status(self.api, app, &status).await
+        let written = write_status(self.api, app, &status).await?;
+        if let (Some(read), Some(now)) = (
+            app.metadata.resource_version.as_deref(),
+            written.metadata.resource_version.as_deref(),
+        ) {
+            self.ctx
+                .memory
+                .update(&self.uid, |m| m.wrote_over(read, now));
+        }
+        Ok(written)
     }
 
     /// Queues an Event; the reconcile never waits for it (see `events`).

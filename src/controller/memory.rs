@@ -53,6 +53,32 @@ pub struct AppMemory {
     pub unwritten: Option<UnwrittenId>,
     /// The app whose terminal state with an undefined final status was seen once.
     pub undefined_seen: Option<String>,
+    /// resourceVersions this operator's own status writes replaced, the latest last (a
+    /// few at most): a cached copy at one of them is older than what the operator wrote.
+    pub superseded: Vec<String>,
+}
+
+/// How many replaced resourceVersions an AiApp remembers: a reconcile writes at most
+/// three in a row (marker, id, and what the first poll found).
+const SUPERSEDED_KEPT: usize = 4;
+
+impl AppMemory {
+    /// Remembers that a write replaced the AiApp at `read` with the one at `written`.
+    /// A write that changed nothing (the same version back) replaced nothing.
+    pub fn wrote_over(&mut self, read: &str, written: &str) {
+        if read == written || self.superseded.iter().any(|v| v == read) {
+            return;
+        }
+        if self.superseded.len() == SUPERSEDED_KEPT {
+            self.superseded.remove(0);
+        }
+        self.superseded.push(read.to_owned());
+    }
+
+    /// Whether a copy at `version` is known to be older than a write of this operator.
+    pub fn is_superseded(&self, version: &str) -> bool {
+        self.superseded.iter().any(|v| v == version)
+    }
 }
 
 /// Every AiApp's memory.
@@ -85,5 +111,43 @@ impl Memory {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppMemory>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_at_a_version_the_operator_wrote_over_is_stale() {
+        let mut memory = AppMemory::default();
+        memory.wrote_over("10", "11");
+        memory.wrote_over("11", "12");
+        assert!(memory.is_superseded("10"));
+        assert!(memory.is_superseded("11"));
+        assert!(!memory.is_superseded("12"), "the latest write is not stale");
+        assert!(
+            !memory.is_superseded("13"),
+            "nor a version someone else wrote"
+        );
+    }
+
+    #[test]
+    fn a_write_that_changed_nothing_supersedes_nothing() {
+        let mut memory = AppMemory::default();
+        memory.wrote_over("10", "10");
+        assert!(
+            !memory.is_superseded("10"),
+            "else a cache already current would be waited on for ever"
+        );
+    }
+
+    #[test]
+    fn only_the_last_few_versions_are_kept() {
+        let mut memory = AppMemory::default();
+        for v in 0..10 {
+            memory.wrote_over(&v.to_string(), &(v + 1).to_string());
+        }
+        assert_eq!(memory.superseded, ["6", "7", "8", "9"]);
     }
 }

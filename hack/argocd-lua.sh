@@ -8,32 +8,9 @@
 # Progress goes to stderr; the path is the only thing on stdout.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/lib/cache.sh
+source "$repo/hack/lib/cache.sh"
 src=$repo/hack/argocd-lua
 
-hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/dataforest-operator/argocd-lua-$hash
-bin=$cache/argocd-lua
-if [[ -x $bin ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$cache"
-# One builder at a time: a second caller waits for the first and then finds the binary.
-exec 9>"$cache/.lock"
-flock 9
-if [[ ! -x $bin ]]; then
-  command -v go >/dev/null || { echo "go is needed to build the Argo CD Lua runner" >&2; exit 1; }
-  echo "building the Argo CD Lua runner (gopher-lua) from the Go module proxy into $cache (first time only)" >&2
-  stage=$(mktemp -d "$cache/build.XXXXXX")
-  trap 'rm -rf "$stage"' EXIT
-  # -mod=readonly: go.sum is committed and must already hold every module.
-  if ! (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOWORK=off \
-      go build -trimpath -buildvcs=false -o "$stage/argocd-lua" . >&2); then
-    echo "building the Argo CD Lua runner failed" >&2
-    exit 1
-  fi
-  mv "$stage/argocd-lua" "$bin"
-  echo "built $bin" >&2
-fi
-echo "$bin"
+build() { build_go_module "$src" "$1" "the Argo CD Lua runner (gopher-lua)"; }
+cached "$(cache_folder argocd-lua "$src/go.mod" "$src/go.sum" "$src/main.go")/argocd-lua" build

@@ -14,19 +14,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 src=$repo/bench/baseline/kopf
 
-hash=$(cat "$src/requirements.txt" "$src/operator.py" | sha256sum | cut -c1-12)
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/dataforest-operator/baseline-kopf-$hash
-bin=$cache/baseline-kopf
-if [[ -x $bin ]]; then
-  echo "$bin"
-  exit 0
-fi
+# shellcheck source=hack/lib/cache.sh
+source "$repo/hack/lib/cache.sh"
 
-mkdir -p "$cache"
-# One builder at a time: a second caller waits for the first and then finds the wrapper.
-exec 9>"$cache/.lock"
-flock 9
-if [[ ! -x $bin ]]; then
+make_wrapper() {
+  local target=$1 folder python stage
+  folder=$(dirname "$target")
   python=${PYTHON:-python3}
   command -v "$python" >/dev/null || {
     echo "$python is needed for the kopf baseline (Python 3.11 or newer; on Debian: apt-get install python3 python3-venv)" >&2
@@ -42,28 +35,28 @@ if [[ ! -x $bin ]]; then
     echo "$python has no venv or ensurepip module: install it (on Debian: apt-get install python3-venv)" >&2
     exit 1
   }
-  echo "creating the kopf baseline's venv from PyPI in $cache (first time only)" >&2
+  echo "creating the kopf baseline's venv from PyPI in $folder (first time only)" >&2
   # The venv is made where it stays (a venv's scripts name its folder), after whatever a
   # failed run left there; the wrapper, renamed into place last, marks it complete.
-  rm -rf "$cache/venv"
-  "$python" -m venv "$cache/venv" >&2
-  if ! "$cache/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  rm -rf "$folder/venv"
+  "$python" -m venv "$folder/venv" >&2
+  if ! "$folder/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       --no-input --requirement "$src/requirements.txt" >&2; then
     echo "installing the kopf baseline's requirements failed" >&2
     exit 1
   fi
-  cp "$src/operator.py" "$src/requirements.txt" "$cache/"
-  stage=$(mktemp "$cache/baseline-kopf.XXXXXX")
-  trap 'rm -f "$stage"' EXIT
+  cp "$src/operator.py" "$src/requirements.txt" "$folder/"
+  stage=$(mktemp "$folder/baseline-kopf.XXXXXX")
+  trap 'rm -f "${stage:-}"' EXIT
   cat >"$stage" <<EOF
 #!/bin/sh
 # The kopf baseline operator (made by hack/baseline-kopf.sh). -P: the script's own
 # folder is not put on sys.path, where operator.py would hide the standard library's
 # operator module; -u: the ready line is seen at once even when stdout is a pipe.
-exec "$cache/venv/bin/python" -P -u "$cache/operator.py" "\$@"
+exec "$folder/venv/bin/python" -P -u "$folder/operator.py" "\$@"
 EOF
   chmod +x "$stage"
-  mv "$stage" "$bin"
-  echo "made $bin" >&2
-fi
-echo "$bin"
+  mv "$stage" "$target"
+  echo "made $target" >&2
+}
+cached "$(cache_folder baseline-kopf "$src/requirements.txt" "$src/operator.py")/baseline-kopf" make_wrapper

@@ -57,13 +57,13 @@ pub fn begin(status: &mut AiAppStatus, attempt: i32, name_prefix: &str, now: Tim
     status.submission = Some(SubmissionMarker {
         attempt,
         started_at: Time(now),
-        name_prefix: name_prefix.to_owned(),
+        name_prefix: name_prefix.into(),
     });
     status.attempt = Some(attempt);
     status.attempts.push(AttemptRecord {
         attempt,
         started_at: Time(now),
-        name_prefix: name_prefix.to_owned(),
+        name_prefix: name_prefix.into(),
         id: None,
         candidates: Vec::new(),
         outcome: AttemptOutcome::Pending,
@@ -99,7 +99,7 @@ pub fn settle(status: &mut AiAppStatus, attempt: i32, outcome: AttemptOutcome, i
     if let Some(record) = record_mut(status, attempt) {
         record.outcome = outcome;
         if let Some(id) = id {
-            record.id = Some(id.to_owned());
+            record.id = Some(id.into());
             record.candidates.clear();
         }
     }

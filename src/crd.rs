@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+// Short strings (ids, state words, key names) are `CompactString`: held inline, with no
+// heap allocation, in the cached copy the operator keeps of every AiApp.
 use compact_str::CompactString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
@@ -143,20 +145,20 @@ pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 pub struct AiAppSpec {
     /// AI workspace the app runs in (Base62 id of at most 22 characters, from the AI
     /// Workspaces getList API). Immutable.
-    #[schemars(length(min = 1, max = ID_MAX), regex(pattern = BASE62_PATTERN))]
-    pub ai_workspace_id: String,
+    #[schemars(with = "String", length(min = 1, max = ID_MAX), regex(pattern = BASE62_PATTERN))]
+    pub ai_workspace_id: CompactString,
 
     /// Prefix of the app name Data Forest generates (`<prefix>-xxxx-xxxx`): 2 to 8
     /// lower-case letters or digits. When absent, the operator derives one unique to
     /// this AiApp, which keeps recovery after a lost response unambiguous. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = NAME_PREFIX_MIN, max = NAME_PREFIX_MAX), regex(pattern = NAME_PREFIX_PATTERN))]
-    pub name_prefix: Option<String>,
+    #[schemars(with = "Option<String>", length(min = NAME_PREFIX_MIN, max = NAME_PREFIX_MAX), regex(pattern = NAME_PREFIX_PATTERN))]
+    pub name_prefix: Option<CompactString>,
 
     /// YARN queue the app is scheduled on. Immutable.
     #[serde(default = "default_queue_name")]
-    #[schemars(length(min = 1, max = QUEUE_NAME_MAX), regex(pattern = QUEUE_NAME_PATTERN))]
-    pub queue_name: String,
+    #[schemars(with = "String", length(min = 1, max = QUEUE_NAME_MAX), regex(pattern = QUEUE_NAME_PATTERN))]
+    pub queue_name: CompactString,
 
     /// HDFS data copied into the container before the run and out of it after. Immutable.
     #[serde(default)]
@@ -219,8 +221,8 @@ pub struct AiAppSpec {
     pub backoff_limit: i32,
 }
 
-fn default_queue_name() -> String {
-    "gpu".to_owned()
+fn default_queue_name() -> CompactString {
+    CompactString::const_new("gpu")
 }
 
 /// Builds the immutability rule of one submitted field.
@@ -400,8 +402,8 @@ pub struct AiAppResource {
     pub gpu_count: Option<i32>,
     /// GPU model, for example `T4` or `V100` (Data Forest's default: `V100`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = GPU_MODEL_MAX))]
-    pub gpu_model: Option<String>,
+    #[schemars(with = "Option<String>", length(min = 1, max = GPU_MODEL_MAX))]
+    pub gpu_model: Option<CompactString>,
     /// Container memory in MiB (Data Forest's default: 15 GB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MEMORY_MB_MAX))]
@@ -413,8 +415,8 @@ pub struct AiAppResource {
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = SECRET_NAME_MAX), regex(pattern = SECRET_NAME_PATTERN))]
-    pub secret_name: String,
+    #[schemars(with = "String", length(min = 1, max = SECRET_NAME_MAX), regex(pattern = SECRET_NAME_PATTERN))]
+    pub secret_name: CompactString,
     /// Names of the keys inside the Secret, when they differ from the defaults.
     #[serde(default)]
     pub keys: CredentialKeys,
@@ -426,22 +428,22 @@ pub struct CredentialsRef {
 pub struct CredentialKeys {
     /// Key holding the NCP access key id.
     #[serde(default = "default_access_key_key")]
-    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
-    pub access_key: String,
+    #[schemars(with = "String", length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub access_key: CompactString,
     /// Key holding the NCP secret key.
     #[serde(default = "default_secret_key_key")]
-    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
-    pub secret_key: String,
+    #[schemars(with = "String", length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub secret_key: CompactString,
     /// Key holding the Data Forest account id (optional in the Secret; without it an
     /// ambiguous submission cannot be recovered automatically).
     #[serde(default = "default_account_id_key")]
-    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
-    pub account_id: String,
+    #[schemars(with = "String", length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub account_id: CompactString,
     /// Key holding the API base URL (optional in the Secret; it must be on the
     /// operator's allow-list).
     #[serde(default = "default_endpoint_key")]
-    #[schemars(length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
-    pub endpoint: String,
+    #[schemars(with = "String", length(min = 1, max = SECRET_KEY_MAX), regex(pattern = SECRET_KEY_PATTERN))]
+    pub endpoint: CompactString,
 }
 
 impl Default for CredentialKeys {
@@ -455,17 +457,17 @@ impl Default for CredentialKeys {
     }
 }
 
-fn default_access_key_key() -> String {
-    "accessKey".to_owned()
+fn default_access_key_key() -> CompactString {
+    CompactString::const_new("accessKey")
 }
-fn default_secret_key_key() -> String {
-    "secretKey".to_owned()
+fn default_secret_key_key() -> CompactString {
+    CompactString::const_new("secretKey")
 }
-fn default_account_id_key() -> String {
-    "accountId".to_owned()
+fn default_account_id_key() -> CompactString {
+    CompactString::const_new("accountId")
 }
-fn default_endpoint_key() -> String {
-    "endpoint".to_owned()
+fn default_endpoint_key() -> CompactString {
+    CompactString::const_new("endpoint")
 }
 
 /// What deleting the AiApp does to its Data Forest app.
@@ -490,7 +492,8 @@ pub struct AiAppStatus {
     /// CredentialsNotFound, Throttled, Paused, DeadlineExceeded). Empty while an app
     /// simply runs or waits for GPUs. The conditions carry the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub reason: Option<CompactString>,
     /// The `metadata.generation` this status was written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -514,28 +517,36 @@ pub struct AiAppStatus {
     /// unknown: the value of the `dataforest.dev/resubmit` annotation that confirms one more
     /// submit. It is bound to this AiApp and this attempt, so it confirms nothing else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resubmit_token: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub resubmit_token: Option<CompactString>,
     /// Data Forest's id of the app (Base62).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub id: Option<CompactString>,
     /// Name Data Forest gave the app (`<prefix>-xxxx-xxxx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub name: Option<CompactString>,
     /// YARN application id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_id: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub app_id: Option<CompactString>,
     /// Data Forest account the app runs under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub account_name: Option<CompactString>,
     /// YARN queue the app runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue_name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub queue_name: Option<CompactString>,
     /// YARN state as Data Forest reports it (NEW, ACCEPTED, RUNNING, FINISHED, FAILED, KILLED, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub state: Option<CompactString>,
     /// YARN final status (UNDEFINED while running; SUCCEEDED, FAILED, KILLED, ENDED).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_status: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub final_status: Option<CompactString>,
     /// When the app started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
@@ -594,10 +605,12 @@ pub struct Condition {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     /// Key of the container in Data Forest's answer.
-    pub name: String,
+    #[schemars(with = "String")]
+    pub name: CompactString,
     /// Container status, in Data Forest's own words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub status: Option<CompactString>,
     /// Where the container's log can be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
@@ -612,7 +625,8 @@ pub struct SubmissionMarker {
     /// When the submit was started; recovery only adopts apps started after it.
     pub started_at: Time,
     /// Name prefix sent with the submit.
-    pub name_prefix: String,
+    #[schemars(with = "String")]
+    pub name_prefix: CompactString,
 }
 
 /// One attempt to submit the AiApp: when, with which name prefix, and what came of it.
@@ -624,14 +638,16 @@ pub struct AttemptRecord {
     /// When its marker was written, before the submit call.
     pub started_at: Time,
     /// The name prefix sent with its submit.
-    pub name_prefix: String,
+    #[schemars(with = "String")]
+    pub name_prefix: CompactString,
     /// The app it created, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub id: Option<CompactString>,
     /// Apps that recovery found and could not tell apart: one of them may be this attempt's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = CANDIDATES_MAX))]
-    pub candidates: Vec<String>,
+    #[schemars(with = "Vec<String>", length(max = CANDIDATES_MAX))]
+    pub candidates: Vec<CompactString>,
     /// What came of it.
     pub outcome: AttemptOutcome,
     /// Why the operator killed its app, when it did: written before the kill is sent, so

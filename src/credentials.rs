@@ -153,7 +153,7 @@ pub fn choose_secret(
         Some(default) if default.serves(namespace) => Ok(ChosenSecret {
             namespace: default.namespace.clone(),
             reference: CredentialsRef {
-                secret_name: default.name.clone(),
+                secret_name: default.name.as_str().into(),
                 keys: CredentialKeys::default(),
             },
         }),
@@ -281,12 +281,12 @@ pub async fn resolve(
         .await
         .map_err(|source| CredentialsError::Kube {
             namespace: namespace.to_owned(),
-            name: name.clone(),
+            name: name.to_string(),
             source,
         })?
         .ok_or_else(|| CredentialsError::SecretNotFound {
             namespace: namespace.to_owned(),
-            name: name.clone(),
+            name: name.to_string(),
         })?;
     let mut resolved = read_secret(&secret, namespace, name, &reference.keys, policy)?;
     resolved.secret_version = secret.metadata.resource_version.clone();
@@ -533,7 +533,7 @@ mod tests {
         let platform = ChosenSecret {
             namespace: "dataforest-system".to_owned(),
             reference: CredentialsRef {
-                secret_name: "platform-ncp".to_owned(),
+                secret_name: "platform-ncp".into(),
                 keys: CredentialKeys::default(),
             },
         };

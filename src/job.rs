@@ -182,7 +182,7 @@ mod tests {
             attempt: number,
             started_at: Time(at(started)),
             name_prefix: "ab".into(),
-            id: Some(format!("app{number}")),
+            id: Some(compact_str::format_compact!("app{number}")),
             candidates: Vec::new(),
             outcome: AttemptOutcome::Created,
             killed_by: None,

@@ -61,8 +61,8 @@ pub fn next_step(app: &AiApp, now: Timestamp) -> Step {
     }
     // The app in status is live until its attempt ended (then a retry or a resume is due).
     let current_ended = attempts::current(&status).is_some_and(|a| a.ended.is_some());
-    if let Some(id) = status.id.clone().filter(|_| !current_ended) {
-        return Step::Poll(id);
+    if let Some(id) = status.id.as_deref().filter(|_| !current_ended) {
+        return Step::Poll(id.to_owned());
     }
     let own = |id: &str| status.attempts.iter().any(|a| a.id.as_deref() == Some(id));
     match annotation(app, ADOPT_ID_ANNOTATION) {
@@ -312,7 +312,7 @@ mod tests {
     fn status(phase: Phase, id: Option<&str>, attempts: Vec<AttemptRecord>) -> AiAppStatus {
         AiAppStatus {
             phase: Some(phase),
-            id: id.map(str::to_owned),
+            id: id.map(Into::into),
             attempts,
             ..Default::default()
         }

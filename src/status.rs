@@ -1,6 +1,7 @@
 //! Pure status building: the phase from what Data Forest said, and conditions in the
 //! Kubernetes shape, carrying `lastTransitionTime` over when a condition did not change.
 
+use compact_str::CompactString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -49,14 +50,20 @@ pub fn failure_reason(final_status: Option<&str>) -> &'static str {
     }
 }
 
+/// An answer's string as status keeps it: inline when short (status is cached for every
+/// AiApp, and most of these are ids and state words).
+fn short(answered: &Option<String>) -> Option<CompactString> {
+    answered.as_deref().map(CompactString::from)
+}
+
 /// Copies what submit returned into status; the phase follows its state.
 pub fn record_submitted(status: &mut AiAppStatus, response: &SubmitResponse) {
-    status.id = response.id.clone();
-    status.name = response.name.clone();
-    status.account_name = response.account_name.clone();
-    status.queue_name = response.queue_name.clone();
-    status.state = response.state.clone();
-    status.final_status = response.final_status.clone();
+    status.id = short(&response.id);
+    status.name = short(&response.name);
+    status.account_name = short(&response.account_name);
+    status.queue_name = short(&response.queue_name);
+    status.state = short(&response.state);
+    status.final_status = short(&response.final_status);
     status.started_at = response.started_at.map(Time);
     status.finished_at = response.finished_at.map(Time);
     status.elapsed_millis = response.elapsed_millis;
@@ -70,12 +77,12 @@ pub fn record_detail(status: &mut AiAppStatus, detail: &AppDetail) {
             slot.clone_from(new);
         }
     }
-    keep(&mut status.name, &detail.name);
-    keep(&mut status.app_id, &detail.app_id);
-    keep(&mut status.account_name, &detail.account_name);
-    keep(&mut status.queue_name, &detail.queue_name);
-    keep(&mut status.state, &detail.state);
-    keep(&mut status.final_status, &detail.final_status);
+    keep(&mut status.name, &short(&detail.name));
+    keep(&mut status.app_id, &short(&detail.app_id));
+    keep(&mut status.account_name, &short(&detail.account_name));
+    keep(&mut status.queue_name, &short(&detail.queue_name));
+    keep(&mut status.state, &short(&detail.state));
+    keep(&mut status.final_status, &short(&detail.final_status));
     keep(&mut status.started_at, &detail.started_at.map(Time));
     keep(&mut status.finished_at, &detail.finished_at.map(Time));
     keep(&mut status.elapsed_millis, &detail.elapsed_millis);
@@ -84,8 +91,8 @@ pub fn record_detail(status: &mut AiAppStatus, detail: &AppDetail) {
             .containers
             .iter()
             .map(|(name, container)| ContainerStatus {
-                name: name.clone(),
-                status: container.status.clone(),
+                name: name.as_str().into(),
+                status: short(&container.status),
                 log_url: container.log_url.clone(),
             })
             .collect();

@@ -100,7 +100,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
 /// The spec's own prefix, else one derived from the resource's name and UID.
 pub fn resolve_name_prefix(manifest: &Manifest) -> Result<String, InvalidSpec> {
     if let Some(prefix) = &manifest.spec.name_prefix {
-        return Ok(prefix.clone());
+        return Ok(prefix.to_string());
     }
     match &manifest.name {
         Some(name) => Ok(name_prefix::derive(name, manifest.uid.as_deref())),

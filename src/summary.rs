@@ -31,15 +31,15 @@ pub fn summarize(status: &mut AiAppStatus, now: Timestamp) {
         return;
     };
     let explained = explaining_reason(status, phase);
-    status.reason = explained.as_ref().map(|(reason, _)| reason.clone());
+    status.reason = explained.as_ref().map(|(reason, _)| reason.as_str().into());
     let message = explained
         .as_ref()
         .map(|(_, message)| message.clone())
         .unwrap_or_default();
     let reason = status
         .reason
-        .clone()
-        .unwrap_or_else(|| phase_name(phase).to_owned());
+        .as_deref()
+        .map_or_else(|| phase_name(phase).to_owned(), str::to_owned);
 
     if phase.is_terminal() {
         set_condition(status, types::FINISHED, "True", &reason, &message, now);

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use compact_str::CompactString;
+
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::attempts;
@@ -294,7 +296,7 @@ pub fn adopted(
     now: Timestamp,
 ) -> Transition {
     let mut status = before.clone();
-    status.id = Some(id.to_owned());
+    status.id = Some(id.into());
     status.phase = Some(Phase::Accepted);
     status.resubmit_token = None;
     let outcome = if reason == "Adopted" {
@@ -355,7 +357,7 @@ pub fn ambiguous(
         record.candidates = candidates
             .iter()
             .take(crate::crd::limits::CANDIDATES_MAX as usize)
-            .cloned()
+            .map(|id| id.as_str().into())
             .collect();
     }
     let token = attempts::resubmit_token(uid, &current);
@@ -365,7 +367,7 @@ pub fn ambiguous(
         current.attempt
     );
     status.phase = Some(Phase::Unknown);
-    status.resubmit_token = Some(token);
+    status.resubmit_token = Some(token.into());
     set_condition(
         &mut status,
         condition::SYNCED,
@@ -756,7 +758,7 @@ pub fn not_found(
 
 /// A short line for `status.message` and Events.
 pub fn phase_message(status: &AiAppStatus) -> String {
-    let said = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".to_owned());
+    let said = |s: &Option<CompactString>| s.as_deref().unwrap_or("unknown").to_owned();
     format!(
         "state {}, final status {}",
         said(&status.state),

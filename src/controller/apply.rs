@@ -235,7 +235,7 @@ pub(super) async fn resolve_credentials(
         Ok(result) => result.map(Arc::new),
         Err(_) => Err(CredentialsError::Timeout {
             namespace,
-            name: reference.secret_name.clone(),
+            name: reference.secret_name.to_string(),
         }),
     };
     if let Ok(resolved) = &resolved {
@@ -325,10 +325,15 @@ impl StepRun<'_> {
     /// The prefix attempt `attempt` carries: the spec's (the same for every attempt),
     /// else one derived from the uid and the attempt number.
     pub fn name_prefix(&self, attempt: i32) -> String {
-        self.app.spec.name_prefix.clone().unwrap_or_else(|| {
-            let uid = self.app.metadata.uid.as_deref();
-            name_prefix::derive_for_attempt(&self.app.name_any(), uid, attempt)
-        })
+        self.app
+            .spec
+            .name_prefix
+            .as_deref()
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let uid = self.app.metadata.uid.as_deref();
+                name_prefix::derive_for_attempt(&self.app.name_any(), uid, attempt)
+            })
     }
 
     /// Submits attempt `attempt` from `base` (the status to build the marker on): marker

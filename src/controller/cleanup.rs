@@ -37,7 +37,12 @@ pub(super) async fn cleanup(app: Arc<AiApp>, ctx: &Context, api: &Api<AiApp>) ->
     let answered = ctx.memory.get(&uid).unwritten.and_then(|u| u.response.id);
     // An app that ended (before a retry, or for a suspend) needs no kill.
     let ended = crate::attempts::current(&status).is_some_and(|a| a.ended.is_some());
-    let id = status.id.clone().filter(|_| !ended).or(answered);
+    let id = status
+        .id
+        .as_deref()
+        .map(str::to_owned)
+        .filter(|_| !ended)
+        .or(answered);
     let open = status
         .attempts
         .iter()
@@ -163,7 +168,7 @@ async fn find_apps(
     let mut found: Vec<String> = status
         .attempts
         .iter()
-        .flat_map(|a| a.candidates.clone())
+        .flat_map(|a| a.candidates.iter().map(|id| id.to_string()))
         .collect();
     for id in plan::candidates(&context, apps) {
         if !found.contains(&id) {
@@ -356,7 +361,7 @@ mod tests {
         AttemptRecord {
             attempt: number,
             started_at: Time(Timestamp::from_second(1_700_000_000).unwrap()),
-            name_prefix: prefix.to_owned(),
+            name_prefix: prefix.into(),
             id: None,
             candidates: Vec::new(),
             outcome,

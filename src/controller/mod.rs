@@ -221,12 +221,13 @@ impl Context {
     fn claimed_ids(&self, except_uid: &str) -> HashSet<String> {
         self.others(except_uid)
             .flat_map(|status| {
-                let recorded = status.attempts.iter().filter_map(|a| a.id.clone());
+                let recorded = status.attempts.iter().filter_map(|a| a.id.as_deref());
                 status
                     .id
-                    .clone()
+                    .as_deref()
                     .into_iter()
                     .chain(recorded)
+                    .map(str::to_owned)
                     .collect::<Vec<_>>()
             })
             .collect()

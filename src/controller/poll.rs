@@ -210,7 +210,7 @@ impl StepRun<'_> {
             else {
                 continue;
             };
-            record.id = Some(id.clone());
+            record.id = Some(id.as_str().into());
             record.outcome = AttemptOutcome::Duplicate;
             let attempt = record.attempt;
             let derived =

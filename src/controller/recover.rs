@@ -129,13 +129,18 @@ impl StepRun<'_> {
         let claimed = self.ctx.claimed_ids(&self.effects.uid);
         let found = plan::candidates(&self.recovery_context(&claimed, &listing), apps);
         let mut status = self.before.clone();
-        let known: Vec<String> = record.candidates.clone();
-        let new: Vec<String> = found.into_iter().filter(|id| !known.contains(id)).collect();
+        let known = &record.candidates;
+        let new: Vec<String> = found
+            .into_iter()
+            .filter(|id| !known.iter().any(|k| k == id))
+            .collect();
         if new.is_empty() {
             return Ok(self.effects.hold(self.ctx.config.poll_ceiling, None));
         }
         if let Some(current) = attempts::record_mut(&mut status, record.attempt) {
-            current.candidates.extend(new.iter().cloned());
+            current
+                .candidates
+                .extend(new.iter().map(|id| id.as_str().into()));
             current
                 .candidates
                 .truncate(crate::crd::limits::CANDIDATES_MAX as usize);

@@ -27,7 +27,7 @@ impl SecretUse {
     pub fn new(namespace: &str, reference: &CredentialsRef) -> SecretUse {
         SecretUse {
             namespace: namespace.to_owned(),
-            name: reference.secret_name.clone(),
+            name: reference.secret_name.to_string(),
             keys: serde_json::to_string(&reference.keys).unwrap_or_default(),
         }
     }

@@ -39,9 +39,9 @@ impl SubmitRequest {
     pub fn with_env(spec: &AiAppSpec, name_prefix: &str, env: SubmitEnv) -> Self {
         let docker = &spec.docker;
         Self {
-            ai_workspace_id: spec.ai_workspace_id.clone(),
+            ai_workspace_id: spec.ai_workspace_id.to_string(),
             name_prefix: name_prefix.to_owned(),
-            queue_name: spec.queue_name.clone(),
+            queue_name: spec.queue_name.to_string(),
             data: spec.data.clone(),
             docker: SubmitDocker {
                 image: docker.image.clone(),

@@ -142,10 +142,10 @@ fn scrub(world: &World, app: &AiApp) -> Result<Value> {
     // Apps in the order the attempts name them, then any other app of this AiApp.
     let mut ids: Vec<String> = Vec::new();
     for record in &status.attempts {
-        ids.extend(record.id.iter().cloned());
-        ids.extend(record.candidates.iter().cloned());
+        ids.extend(record.id.iter().map(|id| id.to_string()));
+        ids.extend(record.candidates.iter().map(|id| id.to_string()));
     }
-    ids.extend(status.id.iter().cloned());
+    ids.extend(status.id.iter().map(|id| id.to_string()));
     let mut apps = world.emulator.apps();
     apps.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
     for remote in &apps {

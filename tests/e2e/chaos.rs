@@ -429,13 +429,13 @@ impl Outcome {
             let mut prefixes: BTreeSet<String> = status
                 .attempts
                 .iter()
-                .map(|a| a.name_prefix.clone())
+                .map(|a| a.name_prefix.to_string())
                 .collect();
-            prefixes.extend(status.submission.iter().map(|s| s.name_prefix.clone()));
-            let mut named: BTreeSet<String> = status.id.iter().cloned().collect();
+            prefixes.extend(status.submission.iter().map(|s| s.name_prefix.to_string()));
+            let mut named: BTreeSet<String> = status.id.iter().map(|id| id.to_string()).collect();
             for attempt in &status.attempts {
-                named.extend(attempt.id.iter().cloned());
-                named.extend(attempt.candidates.iter().cloned());
+                named.extend(attempt.id.iter().map(|id| id.to_string()));
+                named.extend(attempt.candidates.iter().map(|id| id.to_string()));
             }
             named_anywhere.extend(named.iter().cloned());
             let own: Vec<&AppSnapshot> = apps
@@ -473,7 +473,7 @@ impl Outcome {
                 .attempts
                 .iter()
                 .flat_map(|a| a.id.iter().chain(a.candidates.iter()))
-                .map(String::as_str)
+                .map(|id| id.as_str())
                 .collect();
             let others: Vec<&&AppSnapshot> = own
                 .iter()

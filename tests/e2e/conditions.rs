@@ -14,7 +14,9 @@ use crate::world::{World, condition, phase, spec, with_world};
 const FOREVER_MS: u64 = 3_600_000;
 
 fn reason(app: &AiApp) -> Option<String> {
-    app.status.as_ref().and_then(|s| s.reason.clone())
+    app.status
+        .as_ref()
+        .and_then(|s| s.reason.as_deref().map(str::to_owned))
 }
 
 /// Runs kubectl off the async runtime and returns its stdout, or its stderr as the error.
@@ -112,7 +114,7 @@ pub fn a_running_app_is_reconciling_and_one_without_credentials_is_stalled() -> 
                     .await?;
                 let mut orphan = spec(0, 300, "SUCCEEDED");
                 if let Some(credentials) = orphan.credentials.as_mut() {
-                    credentials.secret_name = "no-such-secret".to_owned();
+                    credentials.secret_name = "no-such-secret".into();
                 }
                 world.create("orphan", orphan).await?;
                 let running = world

@@ -145,7 +145,7 @@ async fn delete_running(world: &World, name: &str, policy: DeletionPolicy) -> Re
     let app = world
         .wait_for(name, "Running", |a| phase(a) == Some(Phase::Running))
         .await?;
-    let id = app.status.and_then(|s| s.id).context("no id")?;
+    let id = app.status.and_then(|s| s.id).context("no id")?.to_string();
     world
         .aiapps()
         .delete(name, &DeleteParams::default())
@@ -197,7 +197,7 @@ pub fn deleting_an_aiapp_after_its_secret_is_gone_still_kills_the_app() -> Resul
                 let app = world
                     .wait_for("late", "Running", |a| phase(a) == Some(Phase::Running))
                     .await?;
-                let id = app.status.and_then(|s| s.id).context("no id")?;
+                let id = app.status.and_then(|s| s.id).context("no id")?.to_string();
                 world.delete_secret(SECRET_NAME).await?;
                 world
                     .aiapps()
@@ -445,7 +445,7 @@ pub fn two_aiapps_sharing_a_prefix_whose_answers_are_lost_wait_for_a_person_and_
  Box::pin(async move {
             for name in ["twin-a", "twin-b"] {
                 let mut spec = spec(100, 100, "SUCCEEDED");
-                spec.name_prefix = Some("shared".to_owned());
+                spec.name_prefix = Some("shared".into());
                 world.create(name, spec).await?;
             }
             for name in ["twin-a", "twin-b"] {
@@ -482,7 +482,7 @@ fn has_id(app: &AiApp) -> bool {
 pub fn assert_one_app_each(world: &World, aiapps: &[AiApp], expected: usize) -> Result<()> {
     let mut ids: Vec<String> = aiapps
         .iter()
-        .filter_map(|a| a.status.as_ref()?.id.clone())
+        .filter_map(|a| Some(a.status.as_ref()?.id.as_deref()?.to_owned()))
         .collect();
     ids.sort();
     ids.dedup();

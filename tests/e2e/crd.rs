@@ -83,9 +83,9 @@ pub fn an_aiapp_can_be_created_read_back_and_given_a_status() -> Result<(), Fail
 
         let status = AiAppStatus {
             phase: Some(Phase::Accepted),
-            id: Some("dN2vdAwrCMZdUzGKKiFy6Z".to_owned()),
-            state: Some("ACCEPTED".to_owned()),
-            final_status: Some("UNDEFINED".to_owned()),
+            id: Some("dN2vdAwrCMZdUzGKKiFy6Z".into()),
+            state: Some("ACCEPTED".into()),
+            final_status: Some("UNDEFINED".into()),
             observed_generation: read.meta().generation,
             ..AiAppStatus::default()
         };
@@ -127,11 +127,11 @@ pub fn kubectl_shows_the_printer_columns_and_short_name() -> Result<(), Failed> 
             .await?;
         let status = AiAppStatus {
             phase: Some(Phase::Running),
-            reason: Some("Unauthorized".to_owned()),
+            reason: Some("Unauthorized".into()),
             attempt: Some(2),
-            id: Some("dN2vdAwrCMZdUzGKKiFy6Z".to_owned()),
-            state: Some("RUNNING".to_owned()),
-            final_status: Some("UNDEFINED".to_owned()),
+            id: Some("dN2vdAwrCMZdUzGKKiFy6Z".into()),
+            state: Some("RUNNING".into()),
+            final_status: Some("UNDEFINED".into()),
             message: Some("the keys were refused".to_owned()),
             observed_generation: created.meta().generation,
             ..AiAppStatus::default()

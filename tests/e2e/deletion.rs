@@ -52,6 +52,7 @@ async fn create_running(world: &World, name: &str) -> Result<String> {
         .await?;
     app.status
         .and_then(|s| s.id)
+        .map(String::from)
         .context("Running without an id")
 }
 
@@ -387,7 +388,8 @@ async fn delete_while_submitting(world: &World, name: &str) -> Result<String> {
         .status
         .and_then(|s| s.submission)
         .context("Submitting without a marker")?
-        .name_prefix;
+        .name_prefix
+        .to_string();
     delete(world, name).await?;
     let made = world.apps_with_prefix(&prefix);
     ensure(made.is_empty(), || {

@@ -91,7 +91,7 @@ pub fn resubmits_after_nothing_is_listed_stop_after_one_and_name_every_app() -> 
                 let named: Vec<String> = status(&app)
                     .attempts
                     .iter()
-                    .flat_map(|a| a.candidates.clone())
+                    .flat_map(|a| a.candidates.iter().map(|id| id.to_string()))
                     .collect();
                 let mut held: Vec<String> =
                     world.emulator.apps().into_iter().map(|a| a.id).collect();

@@ -135,7 +135,9 @@ pub fn suspending_a_running_app_kills_it_and_resuming_submits_a_new_attempt() ->
                 let apps = world.emulator.apps();
                 let live: Vec<_> = apps.iter().filter(|a| a.state == "RUNNING").collect();
                 ensure(
-                    apps.len() == 2 && live.len() == 1 && Some(&live[0].id) == second.as_ref(),
+                    apps.len() == 2
+                        && live.len() == 1
+                        && Some(live[0].id.as_str()) == second.as_deref(),
                     || format!("apps {apps:?}"),
                 )?;
                 ensure(
@@ -177,7 +179,7 @@ pub fn a_suspend_while_submitting_finds_the_app_first_then_kills_it() -> Result<
                     format!("apps {apps:?}")
                 })?;
                 ensure(
-                    app.status.as_ref().and_then(|s| s.id.clone()) == Some(apps[0].id.clone()),
+                    app.status.as_ref().and_then(|s| s.id.as_deref()) == Some(apps[0].id.as_str()),
                     || format!("status {:?}", app.status),
                 )
             })

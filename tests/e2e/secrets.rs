@@ -42,7 +42,7 @@ pub fn an_endpoint_off_the_allow_list_or_malformed_names_the_secret_and_key_and_
                     "customEndpoint",
                     "is not on the operator's allow-list",
                 )
-                .keys(|k| k.endpoint = "customEndpoint".to_owned())
+                .keys(|k| k.endpoint = "customEndpoint".into())
                 .value("accessKey", ACCESS_KEY)
                 .value("secretKey", "LEAKCANARY-sk-offlist-Q1w8Zr4Tn6")
                 .value("endpoint", emulator)
@@ -57,7 +57,7 @@ pub fn an_endpoint_off_the_allow_list_or_malformed_names_the_secret_and_key_and_
                     "db-password",
                     "is not an endpoint",
                 )
-                .keys(|k| k.endpoint = "db-password".to_owned())
+                .keys(|k| k.endpoint = "db-password".into())
                 .value("accessKey", ACCESS_KEY)
                 .value("secretKey", "LEAKCANARY-sk-dbpassword-H5m2Xc8Rb1")
                 .value("db-password", "LEAKCANARY-dbpassword-hunter2-J7d4Ws9Fe3")
@@ -69,7 +69,7 @@ pub fn an_endpoint_off_the_allow_list_or_malformed_names_the_secret_and_key_and_
                     "db-password",
                     "is not an endpoint",
                 )
-                .keys(|k| k.endpoint = "db-password".to_owned())
+                .keys(|k| k.endpoint = "db-password".into())
                 .value("accessKey", ACCESS_KEY)
                 .value("secretKey", "LEAKCANARY-sk-schemelike-T6g1Nv3Ky8")
                 .value("db-password", "LEAKCANARY-schemelike-pw-B2z7Qm5Ud4:s3cr3t"),
@@ -260,7 +260,7 @@ impl Case {
     fn spec(&self) -> AiAppSpec {
         let mut spec = spec(100, 200, "SUCCEEDED");
         spec.credentials = Some(CredentialsRef {
-            secret_name: self.secret_name(),
+            secret_name: self.secret_name().into(),
             keys: self.keys.clone(),
         });
         spec

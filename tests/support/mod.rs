@@ -69,9 +69,9 @@ pub fn client(emulator: &EmulatorHandle) -> DataForestClient {
 
 pub fn spec() -> AiAppSpec {
     AiAppSpec {
-        ai_workspace_id: WORKSPACE.to_owned(),
+        ai_workspace_id: WORKSPACE.into(),
         name_prefix: None,
-        queue_name: "gpu".to_owned(),
+        queue_name: "gpu".into(),
         data: Default::default(),
         docker: AiAppDocker {
             image: "nvcr.io/nvidia/pytorch:24.01-py3".to_owned(),
@@ -80,7 +80,7 @@ pub fn spec() -> AiAppSpec {
         },
         resource: AiAppResource {
             gpu_count: Some(1),
-            gpu_model: Some("T4".to_owned()),
+            gpu_model: Some("T4".into()),
             ..Default::default()
         },
         credentials: None,

@@ -553,7 +553,9 @@ pub struct AiAppStatus {
     /// When the app finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    /// Run time in milliseconds, as Data Forest reports it.
+    /// Run time in milliseconds, as Data Forest reported it when the state last changed,
+    /// and the whole run time once the app ended. A poll that finds the app in the same
+    /// state does not rewrite it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_millis: Option<i64>,
     /// Last message from Data Forest or the operator.

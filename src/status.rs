@@ -77,6 +77,14 @@ pub fn record_detail(status: &mut AiAppStatus, detail: &AppDetail) {
             slot.clone_from(new);
         }
     }
+    // The run time grows on every poll of a live app. Recorded with each change of state
+    // and at the end, not on a poll that found the app as it was: such a poll then
+    // writes nothing, instead of a new resourceVersion for every watcher of the AiApp.
+    let changed = status.state.as_deref() != detail.state.as_deref()
+        || status.final_status.as_deref() != detail.final_status.as_deref();
+    if changed || detail.is_terminal() {
+        keep(&mut status.elapsed_millis, &detail.elapsed_millis);
+    }
     keep(&mut status.name, &short(&detail.name));
     keep(&mut status.app_id, &short(&detail.app_id));
     keep(&mut status.account_name, &short(&detail.account_name));
@@ -85,7 +93,6 @@ pub fn record_detail(status: &mut AiAppStatus, detail: &AppDetail) {
     keep(&mut status.final_status, &short(&detail.final_status));
     keep(&mut status.started_at, &detail.started_at.map(Time));
     keep(&mut status.finished_at, &detail.finished_at.map(Time));
-    keep(&mut status.elapsed_millis, &detail.elapsed_millis);
     if !detail.containers.is_empty() {
         status.containers = detail
             .containers
@@ -328,6 +335,41 @@ mod tests {
         assert_eq!(
             status.containers[0].log_url.as_deref(),
             Some("http://logs/worker")
+        );
+    }
+
+    fn detail(state: &str, final_status: &str, elapsed: i64) -> AppDetail {
+        serde_json::from_value(serde_json::json!({
+            "state": state, "finalStatus": final_status, "elapsedMillis": elapsed,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_run_time_is_recorded_when_the_state_changes_and_at_the_end_only() {
+        let mut status = AiAppStatus {
+            state: Some("ACCEPTED".into()),
+            final_status: Some("UNDEFINED".into()),
+            elapsed_millis: Some(0),
+            ..Default::default()
+        };
+        record_detail(&mut status, &detail("RUNNING", "UNDEFINED", 1_500));
+        assert_eq!(status.elapsed_millis, Some(1_500));
+
+        let running = status.clone();
+        record_detail(&mut status, &detail("RUNNING", "UNDEFINED", 61_500));
+        assert_eq!(
+            status, running,
+            "a poll that found nothing new changed status"
+        );
+
+        record_detail(&mut status, &detail("FINISHED", "SUCCEEDED", 90_000));
+        assert_eq!(status.elapsed_millis, Some(90_000));
+        record_detail(&mut status, &detail("FINISHED", "SUCCEEDED", 90_250));
+        assert_eq!(
+            status.elapsed_millis,
+            Some(90_250),
+            "an ended app's own figure wins"
         );
     }
 }

@@ -118,6 +118,61 @@ pub fn an_aiapp_runs_to_succeeded_with_its_status_filled_in() -> Result<(), Fail
     })
 }
 
+/// Waits until the emulator answered `more` getDetail calls beyond `since`.
+async fn wait_for_polls(world: &World, since: u64, more: u64) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
+    loop {
+        let seen = world.emulator.stats().total(Operation::GetDetail);
+        if seen >= since + more {
+            return Ok(seen);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {more} getDetail calls after {since}",
+            seen - since
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn polls_of_a_running_app_that_did_not_change_write_nothing() -> Result<(), Failed> {
+    fixture::run("steady-running", |ctx| async move {
+        let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                world.create("long", spec(0, 120_000, "SUCCEEDED")).await?;
+                world
+                    .wait_for("long", "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                // One poll after Running settles what the first one may still have to add.
+                let polled = world.emulator.stats().total(Operation::GetDetail);
+                let polled = wait_for_polls(world, polled, 1).await?;
+                let before = world.aiapps().get("long").await?;
+                // The app runs on and only its run time grows: nothing a person or Argo CD
+                // should see as a change of the AiApp.
+                wait_for_polls(world, polled, 4).await?;
+                let after = world.aiapps().get("long").await?;
+                ensure(
+                    after.resource_version() == before.resource_version(),
+                    || {
+                        let json =
+                            |app: &AiApp| serde_json::to_string(&app.status).unwrap_or_default();
+                        format!(
+                            "status rewritten by polls that found nothing new: {} became {}",
+                            json(&before),
+                            json(&after)
+                        )
+                    },
+                )?;
+                ensure(phase(&after) == Some(Phase::Running), || {
+                    format!("phase {:?}", phase(&after))
+                })
+            })
+        })
+        .await
+    })
+}
+
 pub fn a_failing_app_ends_failed() -> Result<(), Failed> {
     fixture::run("failing-app", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         api_faults::an_id_whose_status_write_is_refused_is_kept_and_written_later,
         controller::an_aiapp_runs_to_succeeded_with_its_status_filled_in,
         controller::a_failing_app_ends_failed,
+        controller::polls_of_a_running_app_that_did_not_change_write_nothing,
         job_semantics::suspended_before_submit_nothing_is_submitted_and_resuming_submits_once,
         job_semantics::suspending_a_running_app_kills_it_and_resuming_submits_a_new_attempt,
         job_semantics::a_suspend_while_submitting_finds_the_app_first_then_kills_it,

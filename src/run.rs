@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// Longest interval between two polls of a running app.
     #[arg(long, env = "POLL_CEILING", value_parser = parse_duration, default_value = "60s")]
     pub poll_ceiling: Duration,
+    /// Polls a second of one account's apps from which they share one getList a second
+    /// instead of a getDetail each, while the list shows them as last recorded (needs the
+    /// account id in the Secret); 0 turns it off.
+    #[arg(long, env = "POLLS_FOR_LISTING", default_value_t = crate::controller::POLLS_FOR_LISTING)]
+    pub polls_for_listing: u32,
     /// How long an app may take to show in getList after a submit whose answer was lost.
     #[arg(long, env = "RECOVERY_GRACE", value_parser = parse_duration, default_value = "2m")]
     pub recovery_grace: Duration,
@@ -234,6 +239,7 @@ impl RunArgs {
             api_timeout: self.api_timeout,
             api_retry: RetryPolicy::default(),
             concurrency: self.concurrency,
+            polls_for_listing: self.polls_for_listing,
             instance: self.identity(),
         })
     }

@@ -1,6 +1,8 @@
 //! getList answers shared per account: AiApps of one account that look for their apps at
 //! the same moment share one call, and a second call for the account waits until the
-//! first answers, so that a burst of lost answers costs about one getList a second.
+//! first answers, so that a burst of lost answers costs about one getList a second. Polls
+//! use the same answers once an account's apps are polled often enough (see
+//! [`Listings::polled_often`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,16 @@ use crate::dataforest::{ApiError, AppSummary, DataForestApi};
 
 /// How long one answer serves every AiApp of the account.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Polls a second of one account's apps from which one shared getList a second costs less
+/// than their getDetail calls. 10,000 running apps on the 60 s poll ceiling make about 167.
+pub const POLLS_FOR_LISTING: u32 = 10;
+
+/// Listed apps one poll a second is worth: a getList item costs the operator about a
+/// hundredth of a getDetail call (one signed request and answer). An account that lists
+/// far more apps than it has polled (old apps Data Forest still lists, a burst of short
+/// ones) keeps getDetail, and the operator's memory stays clear of large listings.
+const LISTED_APPS_PER_POLL: usize = 100;
 
 /// Which listing: the same account seen through the same endpoint and key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -33,11 +45,67 @@ pub struct Listing {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
 
-/// The latest listing of each account.
+/// Polls of one account counted per second, and how many apps it listed last.
+#[derive(Clone, Copy, Debug)]
+struct PollRate {
+    window_start: Instant,
+    this_second: u32,
+    last_second: u32,
+    listed: Option<usize>,
+}
+
+/// The latest listing of each account, and how often each account's apps are polled.
 #[derive(Default)]
-pub struct Listings(Mutex<HashMap<ListingKey, Slot>>);
+pub struct Listings {
+    slots: Mutex<HashMap<ListingKey, Slot>>,
+    polls: Mutex<HashMap<ListingKey, PollRate>>,
+}
 
 impl Listings {
+    /// Counts one poll of an app of the account; whether its apps are polled at least
+    /// `from` times a second (this second or the last), and often enough for the size of
+    /// its last listing, so that a listing should stand in for their getDetail calls.
+    /// `from` 0 never does.
+    pub fn polled_often(&self, key: &ListingKey, from: u32) -> bool {
+        if from == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        if polls.len() > 64 {
+            polls.retain(|_, rate| now.duration_since(rate.window_start) < FRESH_FOR * 60);
+        }
+        let rate = polls.entry(key.clone()).or_insert(PollRate {
+            window_start: now,
+            this_second: 0,
+            last_second: 0,
+            listed: None,
+        });
+        let age = now.duration_since(rate.window_start);
+        if age >= FRESH_FOR {
+            rate.last_second = if age < FRESH_FOR * 2 {
+                rate.this_second
+            } else {
+                0
+            };
+            rate.this_second = 0;
+            rate.window_start = now;
+        }
+        rate.this_second += 1;
+        let polls = rate.this_second.max(rate.last_second);
+        polls >= from
+            && rate
+                .listed
+                .is_none_or(|listed| listed <= polls as usize * LISTED_APPS_PER_POLL)
+    }
+
+    fn note_listed(&self, key: &ListingKey, listed: usize) {
+        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rate) = polls.get_mut(key) {
+            rate.listed = Some(listed);
+        }
+    }
+
     /// A listing of the account no older than [`FRESH_FOR`], asking `api` when there is none.
     pub async fn list(&self, key: ListingKey, api: &dyn DataForestApi) -> Listing {
         let slot = self.slot(&key);
@@ -51,6 +119,9 @@ impl Listings {
             .await
             .map(Arc::new)
             .map_err(Arc::new);
+        if let Ok(apps) = &apps {
+            self.note_listed(&key, apps.len());
+        }
         let listing = Listing {
             apps,
             listed_at,
@@ -61,7 +132,7 @@ impl Listings {
     }
 
     fn slot(&self, key: &ListingKey) -> Slot {
-        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         // Listings go stale in a second; drop the slots nobody asked for in a while.
         if slots.len() > 64 {
             slots.retain(|_, slot| {
@@ -72,5 +143,47 @@ impl Listings {
             });
         }
         slots.entry(key.clone()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(account_id: &str) -> ListingKey {
+        ListingKey {
+            endpoint: "http://127.0.0.1:1".to_owned(),
+            access_key: "AK".to_owned(),
+            account_id: account_id.to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_account_counts_as_polled_often_from_the_threshold_on_for_the_next_second() {
+        let listings = Listings::default();
+        let busy = key("busy");
+        let answers: Vec<bool> = (0..3).map(|_| listings.polled_often(&busy, 3)).collect();
+        assert_eq!(answers, [false, false, true]);
+        // Another account has its own count.
+        assert!(!listings.polled_often(&key("quiet"), 3));
+
+        // The last second's count carries over into the next one ...
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        assert!(listings.polled_often(&busy, 3));
+        // ... but not past a second without polls, nor with 0 as the threshold.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(!listings.polled_often(&busy, 3));
+        assert!(!listings.polled_often(&busy, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_account_that_lists_far_more_apps_than_it_polls_keeps_get_detail() {
+        let listings = Listings::default();
+        let busy = key("busy");
+        assert!(listings.polled_often(&busy, 1));
+        listings.note_listed(&busy, 2 * LISTED_APPS_PER_POLL + 1);
+        // Two polls a second are not worth listing 201 apps; three are.
+        assert!(!listings.polled_often(&busy, 1));
+        assert!(listings.polled_often(&busy, 1));
     }
 }

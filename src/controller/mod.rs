@@ -11,6 +11,7 @@ mod env_secrets;
 mod events;
 mod keys;
 mod listing;
+pub use listing::POLLS_FOR_LISTING;
 mod memory;
 mod poll;
 mod recover;
@@ -85,6 +86,9 @@ pub struct ControllerConfig {
     pub api_budget: Budget,
     /// Reconciles running at once.
     pub concurrency: u16,
+    /// Polls a second of one account's apps from which they share one getList a second
+    /// instead of a getDetail each while they stay as recorded; 0 never.
+    pub polls_for_listing: u32,
     /// Name of this instance in Events (the pod name).
     pub instance: String,
 }
@@ -104,6 +108,7 @@ impl Default for ControllerConfig {
             api_retry: RetryPolicy::default(),
             api_budget: Budget::default(),
             concurrency: 32,
+            polls_for_listing: listing::POLLS_FOR_LISTING,
             instance: "dataforest-operator".to_owned(),
         }
     }

@@ -1,6 +1,8 @@
-//! Following a submitted app: getDetail on the back-off schedule, the phase and Events
-//! that follow from its state, "not found" within its grace period, and a look for late
-//! apps of earlier attempts whose outcome stayed unknown (a second live app is killed).
+//! Following a submitted app: getDetail on the back-off schedule (or, for an account whose
+//! apps are polled often, one shared getList a second while the app stays as recorded), the
+//! phase and Events that follow from its state, "not found" within its grace period, and a
+//! look for late apps of earlier attempts whose outcome stayed unknown (a second live app
+//! is killed).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,6 +25,9 @@ use crate::transition::{self, Next, Note, Retry, Transition};
 
 impl StepRun<'_> {
     pub async fn poll(&self, id: &str) -> Result<Action> {
+        if let Some(action) = self.unchanged_in_listing(id).await {
+            return Ok(action);
+        }
         let ctx = self.ctx;
         let uid = self.effects.uid.as_str();
         let now = Timestamp::now();
@@ -86,22 +91,75 @@ impl StepRun<'_> {
             self.effects.publish(&written, &note);
         }
         self.observe_transition(self.app, phase_before, &t.status);
-        // A deadline ahead shortens the wait, so that it fires on time.
+        Ok(self.follow_up(&t.next, &t.status, killed_by))
+    }
+
+    /// When to poll again after a poll that left `status`: a deadline ahead shortens the
+    /// wait, so that it fires on time.
+    fn follow_up(&self, next: &Next, status: &AiAppStatus, killed_by: Option<KillCause>) -> Action {
         let cap = match killed_by {
-            None if !t.status.phase.is_some_and(Phase::is_terminal) => {
-                job::until_next(spec, &t.status, Timestamp::now()).unwrap_or(Duration::MAX)
+            None if !status.phase.is_some_and(Phase::is_terminal) => {
+                job::until_next(&self.app.spec, status, Timestamp::now()).unwrap_or(Duration::MAX)
             }
             _ => Duration::MAX,
         };
-        let action = self.effects.next(&t.next, cap);
-        Ok(match t.next {
+        let action = self.effects.next(next, cap);
+        match next {
             Next::Soon | Next::After(_) if cap < Duration::MAX => {
                 let wait = cap.max(Duration::from_millis(200));
                 self.effects
                     .hold(wait.min(self.ctx.config.poll_ceiling), None)
             }
             _ => action,
-        })
+        }
+    }
+
+    /// With an account's apps polled often (`--polls-for-listing`), one shared getList a
+    /// second stands in for their getDetail calls: when it shows app `id` live and in the
+    /// state and final status status last recorded, there is nothing to write, and the
+    /// app is polled again on its back-off. Anything else (a change, an app not listed, a
+    /// kill to send, a deadline that fired, an earlier attempt that may have a late app, a
+    /// recent "not found") returns `None`, and getDetail decides as before.
+    async fn unchanged_in_listing(&self, id: &str) -> Option<Action> {
+        let account_id = self.resolved.account_id.as_deref()?;
+        let key = self.listing_key(account_id);
+        if !self
+            .ctx
+            .listings
+            .polled_often(&key, self.ctx.config.polls_for_listing)
+        {
+            return None;
+        }
+        let before = &self.before;
+        let spec = &self.app.spec;
+        let undecided = before
+            .attempts
+            .iter()
+            .any(|a| a.killed_by.is_some() || (a.id.is_none() && a.outcome.may_have_unknown_app()));
+        let memory = self.ctx.memory.get(&self.effects.uid);
+        if spec.suspend || undecided || memory.not_found_since.is_some() {
+            return None;
+        }
+        let listing = self.ctx.listings.list(key, self.dataforest.as_ref()).await;
+        let listed = listing
+            .apps
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|app| app.id.as_deref() == Some(id))?;
+        let (state, final_status) = (listed.state.as_deref(), listed.final_status.as_deref());
+        let as_recorded = state.is_some()
+            && state == before.state.as_deref()
+            && final_status == before.final_status.as_deref();
+        let seen = status::phase_of(state, final_status);
+        if !as_recorded || seen.is_terminal() || before.phase != Some(seen) {
+            return None;
+        }
+        if job::fired(spec, before, seen, Timestamp::now()).is_some() {
+            return None;
+        }
+        self.ctx.refusals.accepted(&self.key);
+        Some(self.follow_up(&Next::Backoff, before, None))
     }
 
     /// Whether `spec.suspend` or a deadline ends the live app `id` now (getDetail just said

@@ -24,12 +24,17 @@ impl StepRun<'_> {
 
     /// The account's latest listing, shared with its other AiApps.
     pub(super) async fn listing(&self, account_id: &str) -> Listing {
-        let key = ListingKey {
+        let key = self.listing_key(account_id);
+        self.ctx.listings.list(key, self.dataforest.as_ref()).await
+    }
+
+    /// Which listing serves this AiApp's account.
+    pub(super) fn listing_key(&self, account_id: &str) -> ListingKey {
+        ListingKey {
             endpoint: self.resolved.endpoint.clone(),
             access_key: self.resolved.credentials.access_key.clone(),
             account_id: account_id.to_owned(),
-        };
-        self.ctx.listings.list(key, self.dataforest.as_ref()).await
+        }
     }
 
     /// What recovery knows besides the listing.

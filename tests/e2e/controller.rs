@@ -173,6 +173,56 @@ pub fn polls_of_a_running_app_that_did_not_change_write_nothing() -> Result<(), 
     })
 }
 
+pub fn running_apps_of_one_account_polled_often_share_one_listing_a_second() -> Result<(), Failed> {
+    const APPS: usize = 20;
+    fixture::run("listed-polls", |ctx| async move {
+        let mut world =
+            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        // From one poll a second on, so that the shared listing serves every poll here.
+        world.start_operator(|config| config.polls_for_listing = 1);
+        with_world(world, |world| {
+            Box::pin(async move {
+                for n in 0..APPS {
+                    world
+                        .create(&format!("run-{n}"), spec(0, 6_000, "SUCCEEDED"))
+                        .await?;
+                }
+                world
+                    .wait_for_count(APPS, "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                let stats = world.emulator.stats();
+                let (details, lists) = (
+                    stats.total(Operation::GetDetail),
+                    stats.total(Operation::GetList),
+                );
+                let ended = world
+                    .wait_for_count(APPS, "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                let stats = world.emulator.stats();
+                let details = stats.total(Operation::GetDetail) - details;
+                let lists = stats.total(Operation::GetList) - lists;
+                // Polled one by one, 20 apps running 6 s on a 1 s ceiling take over 100
+                // getDetail calls; listed, about one each, to read how it ended.
+                ensure(details <= 2 * APPS as u64 && lists >= 1, || {
+                    format!("{details} getDetail and {lists} getList calls while {APPS} apps ran")
+                })?;
+                for app in &ended {
+                    let status = app.status.clone().context("no status")?;
+                    ensure(
+                        status.state.as_deref() == Some("FINISHED")
+                            && status.elapsed_millis.is_some_and(|ms| ms >= 6_000)
+                            && !status.containers.is_empty(),
+                        || format!("{}: status {status:?}", app.name_any()),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    })
+}
+
 pub fn a_failing_app_ends_failed() -> Result<(), Failed> {
     fixture::run("failing-app", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;

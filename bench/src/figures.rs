@@ -115,6 +115,8 @@ impl Spread {
 pub struct Summary {
     pub aiapps: usize,
     pub api_latency_ms: u128,
+    /// How long each app ran once accepted.
+    pub running_ms: u128,
     pub arrival: Arrival,
     /// Extra environment of dataforest-operator (the baselines run with their defaults).
     pub operator_env: Vec<(String, String)>,
@@ -198,6 +200,7 @@ impl Summary {
         Summary {
             aiapps: args.aiapps,
             api_latency_ms: args.api_latency.as_millis(),
+            running_ms: args.running.as_millis(),
             arrival: args.arrival,
             operator_env: args.operator_env.clone(),
             machine: machine(),
@@ -227,9 +230,10 @@ impl Summary {
             .collect();
         let _ = writeln!(
             out,
-            "{} AiApps, API latency {} ms, arrival {:?}, repeats per operator: {}, dataforest env {:?}; {}\n",
+            "{} AiApps, API latency {} ms, apps run {} ms, arrival {:?}, repeats per operator: {}, dataforest env {:?}; {}\n",
             self.aiapps,
             self.api_latency_ms,
+            self.running_ms,
             self.arrival,
             repeats.join(", "),
             self.operator_env,

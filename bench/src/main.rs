@@ -30,6 +30,10 @@ pub struct Args {
     /// The emulator's latency before every API answer.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub api_latency: Duration,
+    /// How long each app runs once accepted (the emulator's timeline): the default keeps
+    /// polls overlapping the submits; minutes show the cost of following many running apps.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub running: Duration,
     /// `burst` (as fast as the apiserver takes creates, 16 at once) or `rate:N` (N per
     /// second, steady).
     #[arg(long, value_parser = parse_arrival, default_value = "burst")]

@@ -366,6 +366,7 @@ mod tests {
         Summary {
             aiapps: 300,
             api_latency_ms: 25,
+            running_ms: 3_000,
             arrival: Arrival::Burst,
             operator_env: Vec::new(),
             machine: "test".to_owned(),

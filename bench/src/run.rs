@@ -31,8 +31,6 @@ const ACCESS_KEY: &str = "BENCHACCESSKEY000001";
 const SECRET_KEY: &str = "bench-secret-key";
 const ACCOUNT_ID: &str = "benchAccount00000001";
 const IDENTITY: &str = "bench-operator";
-/// How long the apps run once accepted: long enough that polls overlap the submits.
-const RUNNING: Duration = Duration::from_secs(3);
 /// Bound on every wait of a repeat.
 const PATIENCE: Duration = Duration::from_secs(1800);
 /// Bound on an operator's start, until it leads or says it is ready.
@@ -293,7 +291,7 @@ pub async fn once(args: &Args, kind: Kind, binary: &Path, assets: Assets) -> Res
             .with_account(ACCESS_KEY, SECRET_KEY, ACCOUNT_ID)
             .with_timeline(Timeline {
                 accepted: Duration::from_millis(200),
-                running: RUNNING,
+                running: args.running,
             })
             .with_faults(Faults {
                 latency_ms: args.api_latency.as_millis() as u64,

@@ -45,13 +45,54 @@ pub struct Listing {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
 
-/// Polls of one account counted per second, and how many apps it listed last.
+/// Polls of one account counted per second (all, and those that found nothing new), and
+/// how many apps it listed last.
 #[derive(Clone, Copy, Debug)]
 struct PollRate {
     window_start: Instant,
-    this_second: u32,
-    last_second: u32,
+    this_second: Polls,
+    last_second: Polls,
     listed: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Polls {
+    all: u32,
+    unchanged: u32,
+}
+
+impl PollRate {
+    fn new(now: Instant) -> Self {
+        PollRate {
+            window_start: now,
+            this_second: Polls::default(),
+            last_second: Polls::default(),
+            listed: None,
+        }
+    }
+
+    /// Starts a new second when this one is over.
+    fn roll(&mut self, now: Instant) {
+        let age = now.duration_since(self.window_start);
+        if age >= FRESH_FOR {
+            self.last_second = if age < FRESH_FOR * 2 {
+                self.this_second
+            } else {
+                Polls::default()
+            };
+            self.this_second = Polls::default();
+            self.window_start = now;
+        }
+    }
+
+    /// The last full second's polls, or this one's while it has more.
+    fn recent(&self) -> Polls {
+        if self.this_second.all > self.last_second.all {
+            self.this_second
+        } else {
+            self.last_second
+        }
+    }
 }
 
 /// The latest listing of each account, and how often each account's apps are polled.
@@ -62,41 +103,42 @@ pub struct Listings {
 }
 
 impl Listings {
-    /// Counts one poll of an app of the account; whether its apps are polled at least
-    /// `from` times a second (this second or the last), and often enough for the size of
-    /// its last listing, so that a listing should stand in for their getDetail calls.
-    /// `from` 0 never does.
+    /// Counts one poll of an app of the account; whether a listing should stand in for
+    /// its apps' getDetail calls: they are polled at least `from` times a second (the last
+    /// second, or this one once it has more), at least three in four of those polls found
+    /// nothing new (a listing saves nothing while apps change, as in a burst of short
+    /// apps), and often enough for the size of its last listing. `from` 0 never.
     pub fn polled_often(&self, key: &ListingKey, from: u32) -> bool {
         if from == 0 {
             return false;
         }
         let now = Instant::now();
-        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
-        if polls.len() > 64 {
-            polls.retain(|_, rate| now.duration_since(rate.window_start) < FRESH_FOR * 60);
+        let mut rates = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        if rates.len() > 64 {
+            rates.retain(|_, rate| now.duration_since(rate.window_start) < FRESH_FOR * 60);
         }
-        let rate = polls.entry(key.clone()).or_insert(PollRate {
-            window_start: now,
-            this_second: 0,
-            last_second: 0,
-            listed: None,
-        });
-        let age = now.duration_since(rate.window_start);
-        if age >= FRESH_FOR {
-            rate.last_second = if age < FRESH_FOR * 2 {
-                rate.this_second
-            } else {
-                0
-            };
-            rate.this_second = 0;
-            rate.window_start = now;
-        }
-        rate.this_second += 1;
-        let polls = rate.this_second.max(rate.last_second);
-        polls >= from
+        let rate = rates
+            .entry(key.clone())
+            .or_insert_with(|| PollRate::new(now));
+        rate.roll(now);
+        rate.this_second.all += 1;
+        let recent = rate.recent();
+        recent.all >= from
+            && recent.unchanged * 4 >= recent.all * 3
             && rate
                 .listed
-                .is_none_or(|listed| listed <= polls as usize * LISTED_APPS_PER_POLL)
+                .is_none_or(|listed| listed <= recent.all as usize * LISTED_APPS_PER_POLL)
+    }
+
+    /// Counts a poll of the account (already counted by [`Listings::polled_often`]) that
+    /// found its app as status recorded it.
+    pub fn found_unchanged(&self, key: &ListingKey) {
+        let now = Instant::now();
+        let mut rates = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rate) = rates.get_mut(key) {
+            rate.roll(now);
+            rate.this_second.unchanged += 1;
+        }
     }
 
     fn note_listed(&self, key: &ListingKey, listed: usize) {
@@ -162,14 +204,23 @@ mod tests {
     async fn an_account_counts_as_polled_often_from_the_threshold_on_for_the_next_second() {
         let listings = Listings::default();
         let busy = key("busy");
-        let answers: Vec<bool> = (0..3).map(|_| listings.polled_often(&busy, 3)).collect();
-        assert_eq!(answers, [false, false, true]);
+        let answers: Vec<bool> = (0..3)
+            .map(|_| {
+                let often = listings.polled_often(&busy, 3);
+                listings.found_unchanged(&busy);
+                often
+            })
+            .collect();
+        assert_eq!(answers, [false, false, false]);
+        assert!(listings.polled_often(&busy, 3));
+        listings.found_unchanged(&busy);
         // Another account has its own count.
         assert!(!listings.polled_often(&key("quiet"), 3));
 
         // The last second's count carries over into the next one ...
         tokio::time::advance(Duration::from_millis(1_100)).await;
         assert!(listings.polled_often(&busy, 3));
+        listings.found_unchanged(&busy);
         // ... but not past a second without polls, nor with 0 as the threshold.
         tokio::time::advance(Duration::from_secs(3)).await;
         assert!(!listings.polled_often(&busy, 3));
@@ -180,10 +231,43 @@ mod tests {
     async fn an_account_that_lists_far_more_apps_than_it_polls_keeps_get_detail() {
         let listings = Listings::default();
         let busy = key("busy");
-        assert!(listings.polled_often(&busy, 1));
-        listings.note_listed(&busy, 2 * LISTED_APPS_PER_POLL + 1);
-        // Two polls a second are not worth listing 201 apps; three are.
+        let poll_unchanged = |times: usize| {
+            for _ in 0..times {
+                listings.polled_often(&busy, 1);
+                listings.found_unchanged(&busy);
+            }
+        };
+        poll_unchanged(10);
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        listings.note_listed(&busy, 10 * LISTED_APPS_PER_POLL + 1);
+        // Ten polls a second are not worth listing 1,001 apps; twelve are.
         assert!(!listings.polled_often(&busy, 1));
+        listings.found_unchanged(&busy);
+        poll_unchanged(10);
         assert!(listings.polled_often(&busy, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_account_whose_apps_keep_changing_keeps_get_detail() {
+        let listings = Listings::default();
+        let busy = key("busy");
+        // A burst of short apps: most polls find a new state.
+        for n in 0..20 {
+            listings.polled_often(&busy, 10);
+            if n % 2 == 0 {
+                listings.found_unchanged(&busy);
+            }
+        }
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        assert!(!listings.polled_often(&busy, 10));
+        // Once three in four find nothing new, the listing serves them.
+        for _ in 0..5 {
+            listings.found_unchanged(&busy);
+        }
+        for _ in 0..20 {
+            listings.polled_often(&busy, 10);
+            listings.found_unchanged(&busy);
+        }
+        assert!(listings.polled_often(&busy, 10));
     }
 }

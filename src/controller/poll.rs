@@ -77,6 +77,14 @@ impl StepRun<'_> {
             },
         );
         let mut t = transition::polled(&self.before, id, &detail, confirmed, retry, now);
+        let unchanged = !detail.is_terminal()
+            && t.status.state == self.before.state
+            && t.status.final_status == self.before.final_status;
+        if let (true, Some(account_id)) = (unchanged, self.resolved.account_id.as_deref()) {
+            self.ctx
+                .listings
+                .found_unchanged(&self.listing_key(account_id));
+        }
         if t.next == Next::ReadAgain {
             ctx.memory
                 .update(uid, |m| m.undefined_seen = Some(id.to_owned()));
@@ -114,8 +122,9 @@ impl StepRun<'_> {
         }
     }
 
-    /// With an account's apps polled often (`--polls-for-listing`), one shared getList a
-    /// second stands in for their getDetail calls: when it shows app `id` live and in the
+    /// With an account's apps polled often (`--polls-for-listing`) and mostly finding
+    /// nothing new, one shared getList a second stands in for their getDetail calls: when
+    /// it shows app `id` live and in the
     /// state and final status status last recorded, there is nothing to write, and the
     /// app is polled again on its back-off. Anything else (a change, an app not listed, a
     /// kill to send, a deadline that fired, an earlier attempt that may have a late app, a
@@ -159,6 +168,9 @@ impl StepRun<'_> {
             return None;
         }
         self.ctx.refusals.accepted(&self.key);
+        self.ctx
+            .listings
+            .found_unchanged(&self.listing_key(account_id));
         Some(self.follow_up(&Next::Backoff, before, None))
     }
 

@@ -203,8 +203,9 @@ pub fn running_apps_of_one_account_polled_often_share_one_listing_a_second() -> 
                 let details = stats.total(Operation::GetDetail) - details;
                 let lists = stats.total(Operation::GetList) - lists;
                 // Polled one by one, 20 apps running 6 s on a 1 s ceiling take over 100
-                // getDetail calls; listed, about one each, to read how it ended.
-                ensure(details <= 2 * APPS as u64 && lists >= 1, || {
+                // getDetail calls (112 in one run); listed, a few each: the polls before
+                // the listing takes over, and one to read how each app ended.
+                ensure(details <= 3 * APPS as u64 && lists >= 1, || {
                     format!("{details} getDetail and {lists} getList calls while {APPS} apps ran")
                 })?;
                 for app in &ended {

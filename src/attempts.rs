@@ -2,7 +2,6 @@
 //! marker time and a name prefix, recorded in `status.attempts[]` with what came of it.
 //! The top-level `submission`, `id` and the API's fields describe the current attempt.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
@@ -56,13 +55,13 @@ pub fn next_number(status: &AiAppStatus) -> i32 {
 pub fn begin(status: &mut AiAppStatus, attempt: i32, name_prefix: &str, now: Timestamp) {
     status.submission = Some(SubmissionMarker {
         attempt,
-        started_at: Time(now),
+        started_at: crate::status::status_time(now),
         name_prefix: name_prefix.into(),
     });
     status.attempt = Some(attempt);
     status.attempts.push(AttemptRecord {
         attempt,
-        started_at: Time(now),
+        started_at: crate::status::status_time(now),
         name_prefix: name_prefix.into(),
         id: None,
         candidates: Vec::new(),
@@ -129,6 +128,7 @@ pub fn resubmit_token(uid: &str, record: &AttemptRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap()

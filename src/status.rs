@@ -50,6 +50,13 @@ pub fn failure_reason(final_status: Option<&str>) -> &'static str {
     }
 }
 
+/// `at` as status stores it. metav1.Time keeps whole seconds, while Data Forest answers
+/// and the clock have finer ones: a finer time would never equal the copy read back from
+/// Kubernetes, and a status that did not change would be applied again on every poll.
+pub fn status_time(at: Timestamp) -> Time {
+    Time(Timestamp::from_second(at.as_second()).unwrap_or(at))
+}
+
 /// An answer's string as status keeps it: inline when short (status is cached for every
 /// AiApp, and most of these are ids and state words).
 fn short(answered: &Option<String>) -> Option<CompactString> {
@@ -64,8 +71,8 @@ pub fn record_submitted(status: &mut AiAppStatus, response: &SubmitResponse) {
     status.queue_name = short(&response.queue_name);
     status.state = short(&response.state);
     status.final_status = short(&response.final_status);
-    status.started_at = response.started_at.map(Time);
-    status.finished_at = response.finished_at.map(Time);
+    status.started_at = response.started_at.map(status_time);
+    status.finished_at = response.finished_at.map(status_time);
     status.elapsed_millis = response.elapsed_millis;
 }
 
@@ -91,8 +98,11 @@ pub fn record_detail(status: &mut AiAppStatus, detail: &AppDetail) {
     keep(&mut status.queue_name, &short(&detail.queue_name));
     keep(&mut status.state, &short(&detail.state));
     keep(&mut status.final_status, &short(&detail.final_status));
-    keep(&mut status.started_at, &detail.started_at.map(Time));
-    keep(&mut status.finished_at, &detail.finished_at.map(Time));
+    keep(&mut status.started_at, &detail.started_at.map(status_time));
+    keep(
+        &mut status.finished_at,
+        &detail.finished_at.map(status_time),
+    );
     if !detail.containers.is_empty() {
         status.containers = detail
             .containers
@@ -173,7 +183,7 @@ pub fn set_condition(
     match existing {
         Some(condition) => {
             if condition.status != condition_status {
-                condition.last_transition_time = Time(now);
+                condition.last_transition_time = status_time(now);
             }
             condition.status = condition_status.into();
             condition.reason = reason.into();
@@ -185,7 +195,7 @@ pub fn set_condition(
             status: condition_status.into(),
             reason: reason.into(),
             message: message.to_owned(),
-            last_transition_time: Time(now),
+            last_transition_time: status_time(now),
             observed_generation: generation,
         }),
     }
@@ -343,6 +353,28 @@ mod tests {
             "state": state, "finalStatus": final_status, "elapsedMillis": elapsed,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_poll_that_found_nothing_new_matches_the_status_read_back_from_kubernetes() {
+        // Data Forest answers in milliseconds; Kubernetes keeps whole seconds.
+        let answer = || -> AppDetail {
+            serde_json::from_value(serde_json::json!({
+                "state": "RUNNING", "finalStatus": "UNDEFINED", "elapsedMillis": 1_500,
+                "startedAt": "2026-12-04T17:21:18.123+09:00",
+            }))
+            .unwrap()
+        };
+        let mut status = AiAppStatus::default();
+        record_detail(&mut status, &answer());
+        settle_phase(&mut status, "2026-12-04T08:21:19.987Z".parse().unwrap());
+        let stored = serde_json::to_value(&status).unwrap();
+        let read_back: AiAppStatus = serde_json::from_value(stored).unwrap();
+
+        let mut polled = read_back.clone();
+        record_detail(&mut polled, &answer());
+        settle_phase(&mut polled, "2026-12-04T08:21:25.456Z".parse().unwrap());
+        assert_eq!(polled, read_back, "an unchanged app would be applied again");
     }
 
     #[test]

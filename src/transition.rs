@@ -10,7 +10,6 @@ use compact_str::CompactString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::attempts;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{AiAppStatus, AttemptOutcome, KillCause, Phase};
 use crate::dataforest::{ApiError, AppDetail, SubmitResponse};
@@ -539,7 +538,7 @@ fn ended(
                 &message,
                 now,
             );
-            status.next_attempt_at = Some(Time(at));
+            status.next_attempt_at = Some(status::status_time(at));
             status.message = Some(message.clone());
             let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
             (
@@ -589,7 +588,7 @@ pub fn kill_decided(
         && let Some(record) = attempts::record_mut(&mut status, attempt)
     {
         record.killed_by = Some(cause);
-        record.killed_at = Some(Time(now));
+        record.killed_at = Some(status::status_time(now));
     }
     let note = match (cause, fired) {
         (KillCause::Suspend, _) | (_, None) => {
@@ -771,6 +770,7 @@ mod tests {
     use super::*;
     use crate::dataforest::error::{ResponseMeta, decode_response};
     use crate::dataforest::{KillResponse, TransportKind};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap()

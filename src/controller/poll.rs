@@ -124,11 +124,11 @@ impl StepRun<'_> {
 
     /// With an account's apps polled often (`--polls-for-listing`) and mostly finding
     /// nothing new, one shared getList a second stands in for their getDetail calls: when
-    /// it shows app `id` live and in the
-    /// state and final status status last recorded, there is nothing to write, and the
-    /// app is polled again on its back-off. Anything else (a change, an app not listed, a
-    /// kill to send, a deadline that fired, an earlier attempt that may have a late app, a
-    /// recent "not found") returns `None`, and getDetail decides as before.
+    /// it shows app `id` live, in the state and final status that status last recorded,
+    /// there is nothing to write, and the app is polled again on its back-off. Anything
+    /// else (a change, an app not listed, a kill to send, a deadline that fired, an earlier
+    /// attempt that may have a late app, a recent "not found") returns `None`, and
+    /// getDetail decides as before.
     async fn unchanged_in_listing(&self, id: &str) -> Option<Action> {
         let account_id = self.resolved.account_id.as_deref()?;
         let key = self.listing_key(account_id);
@@ -141,12 +141,13 @@ impl StepRun<'_> {
         }
         let before = &self.before;
         let spec = &self.app.spec;
-        let undecided = before
+        let killing = attempts::current(before).is_some_and(|a| a.killed_by.is_some());
+        let late_app_possible = before
             .attempts
             .iter()
-            .any(|a| a.killed_by.is_some() || (a.id.is_none() && a.outcome.may_have_unknown_app()));
+            .any(|a| a.id.is_none() && a.outcome.may_have_unknown_app());
         let memory = self.ctx.memory.get(&self.effects.uid);
-        if spec.suspend || undecided || memory.not_found_since.is_some() {
+        if spec.suspend || killing || late_app_possible || memory.not_found_since.is_some() {
             return None;
         }
         let listing = self.ctx.listings.list(key, self.dataforest.as_ref()).await;

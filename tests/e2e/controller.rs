@@ -224,6 +224,72 @@ pub fn running_apps_of_one_account_polled_often_share_one_listing_a_second() -> 
     })
 }
 
+pub fn while_the_listing_serves_polls_a_deadline_and_a_suspend_still_kill_their_apps()
+-> Result<(), Failed> {
+    const APPS: usize = 10;
+    fixture::run("listed-kills", |ctx| async move {
+        let mut world =
+            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        world.start_operator(|config| config.polls_for_listing = 1);
+        with_world(world, |world| {
+            Box::pin(async move {
+                let forever = || spec(0, 3_600_000, "SUCCEEDED");
+                for n in 0..APPS {
+                    world.create(&format!("run-{n}"), forever()).await?;
+                }
+                let mut timed = forever();
+                timed.active_deadline_seconds = Some(8);
+                world.create("timed", timed).await?;
+                world.create("held", forever()).await?;
+                world
+                    .wait_for_count(APPS + 2, "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                // The listing serves the polls before the suspend and the deadline come.
+                let lists = world.emulator.stats().total(Operation::GetList);
+                let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
+                while world.emulator.stats().total(Operation::GetList) < lists + 2 {
+                    anyhow::ensure!(tokio::time::Instant::now() < deadline, "never listed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                world
+                    .aiapps()
+                    .patch(
+                        "held",
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"spec": {"suspend": true}})),
+                    )
+                    .await?;
+                let suspended = world
+                    .wait_for("held", "Suspended", |a| phase(a) == Some(Phase::Suspended))
+                    .await?;
+                let failed = world
+                    .wait_for("timed", "Failed", |a| phase(a) == Some(Phase::Failed))
+                    .await?;
+                ensure(
+                    condition(&failed, "Failed") == Some(("True", "DeadlineExceeded")),
+                    || format!("timed: {:?}", failed.status),
+                )?;
+                for app in [&suspended, &failed] {
+                    let id = app.status.as_ref().and_then(|s| s.id.as_deref());
+                    let id = id.context("no id")?;
+                    ensure(app_state(world, id).as_deref() == Some("KILLED"), || {
+                        format!("{}: app {id} is {:?}", app.name_any(), app_state(world, id))
+                    })?;
+                }
+                let live = world
+                    .emulator
+                    .apps()
+                    .iter()
+                    .filter(|a| a.state == "RUNNING")
+                    .count();
+                ensure(live == APPS, || format!("{live} apps running, {APPS} expected"))
+            })
+        })
+        .await
+    })
+}
+
 pub fn a_failing_app_ends_failed() -> Result<(), Failed> {
     fixture::run("failing-app", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;

@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         controller::a_failing_app_ends_failed,
         controller::polls_of_a_running_app_that_did_not_change_write_nothing,
         controller::running_apps_of_one_account_polled_often_share_one_listing_a_second,
+        controller::while_the_listing_serves_polls_a_deadline_and_a_suspend_still_kill_their_apps,
         job_semantics::suspended_before_submit_nothing_is_submitted_and_resuming_submits_once,
         job_semantics::suspending_a_running_app_kills_it_and_resuming_submits_a_new_attempt,
         job_semantics::a_suspend_while_submitting_finds_the_app_first_then_kills_it,

@@ -62,7 +62,8 @@ pub struct RunArgs {
     pub poll_ceiling: Duration,
     /// Polls a second of one account's apps from which they share one getList a second
     /// instead of a getDetail each, while the list shows them as last recorded (needs the
-    /// account id in the Secret); 0 turns it off.
+    /// account id in the Secret); 0 (the default) never. 10 suits an account whose many
+    /// long-running apps press on the per-key budget.
     #[arg(long, env = "POLLS_FOR_LISTING", default_value_t = crate::controller::POLLS_FOR_LISTING)]
     pub polls_for_listing: u32,
     /// How long an app may take to show in getList after a submit whose answer was lost.

@@ -16,9 +16,11 @@ use crate::dataforest::{ApiError, AppSummary, DataForestApi};
 /// How long one answer serves every AiApp of the account.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Polls a second of one account's apps from which one shared getList a second costs less
-/// than their getDetail calls. 10,000 running apps on the 60 s poll ceiling make about 167.
-pub const POLLS_FOR_LISTING: u32 = 10;
+/// Off unless asked for (`--polls-for-listing`): a listing halves the getDetail calls of
+/// many long-running apps but costs memory while it is parsed (2,000 apps running 120 s:
+/// getDetail per AiApp 6.99 → 3.26, peak RSS 31 → 51 MB; docs/benchmarks.md). 10,000
+/// running apps on the 60 s poll ceiling make about 167 polls a second.
+pub const POLLS_FOR_LISTING: u32 = 0;
 
 /// Listed apps one poll a second is worth: a getList item costs the operator about a
 /// hundredth of a getDetail call (one signed request and answer). An account that lists

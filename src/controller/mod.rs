@@ -87,7 +87,7 @@ pub struct ControllerConfig {
     /// Reconciles running at once.
     pub concurrency: u16,
     /// Polls a second of one account's apps from which they share one getList a second
-    /// instead of a getDetail each while they stay as recorded; 0 never.
+    /// instead of a getDetail each while they stay as recorded; 0 (the default) never.
     pub polls_for_listing: u32,
     /// Name of this instance in Events (the pod name).
     pub instance: String,

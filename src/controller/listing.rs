@@ -1,8 +1,8 @@
 //! getList answers shared per account: AiApps of one account that look for their apps at
 //! the same moment share one call, and a second call for the account waits until the
-//! first answers, so that a burst of lost answers costs about one getList a second. Polls
-//! use the same answers once an account's apps are polled often enough (see
-//! [`Listings::polled_often`]).
+//! first answers, so that a burst of lost answers costs about one getList a second. With
+//! `--polls-for-listing`, polls use the same answers once an account's apps are polled
+//! often enough (see [`Listings::polled_often`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use crate::dataforest::{ApiError, AppSummary, DataForestApi};
 /// How long one answer serves every AiApp of the account.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Off unless asked for (`--polls-for-listing`): a listing halves the getDetail calls of
+/// The default of `--polls-for-listing`: 0, off. A listing halves the getDetail calls of
 /// many long-running apps but costs memory while it is parsed (2,000 apps running 120 s:
 /// getDetail per AiApp 6.99 → 3.26, peak RSS 31 → 51 MB; docs/benchmarks.md). 10,000
 /// running apps on the 60 s poll ceiling make about 167 polls a second.

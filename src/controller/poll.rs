@@ -1,8 +1,8 @@
-//! Following a submitted app: getDetail on the back-off schedule (or, for an account whose
-//! apps are polled often, one shared getList a second while the app stays as recorded), the
-//! phase and Events that follow from its state, "not found" within its grace period, and a
-//! look for late apps of earlier attempts whose outcome stayed unknown (a second live app
-//! is killed).
+//! Following a submitted app: getDetail on the back-off schedule (or, with
+//! `--polls-for-listing` and an account whose apps are polled often, one shared getList a
+//! second while the app stays as recorded), the phase and Events that follow from its
+//! state, "not found" within its grace period, and a look for late apps of earlier attempts
+//! whose outcome stayed unknown (a second live app is killed).
 
 use std::collections::HashSet;
 use std::time::Duration;

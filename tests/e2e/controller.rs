@@ -283,7 +283,9 @@ pub fn while_the_listing_serves_polls_a_deadline_and_a_suspend_still_kill_their_
                     .iter()
                     .filter(|a| a.state == "RUNNING")
                     .count();
-                ensure(live == APPS, || format!("{live} apps running, {APPS} expected"))
+                ensure(live == APPS, || {
+                    format!("{live} apps running, {APPS} expected")
+                })
             })
         })
         .await

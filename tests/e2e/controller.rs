@@ -118,18 +118,19 @@ pub fn an_aiapp_runs_to_succeeded_with_its_status_filled_in() -> Result<(), Fail
     })
 }
 
-/// Waits until the emulator answered `more` getDetail calls beyond `since`.
-async fn wait_for_polls(world: &World, since: u64, more: u64) -> Result<u64> {
+/// Waits until the emulator answered `more` calls of `operation` beyond `since`.
+async fn wait_for_calls(world: &World, operation: Operation, since: u64, more: u64) -> Result<u64> {
     let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
     loop {
-        let seen = world.emulator.stats().total(Operation::GetDetail);
+        let seen = world.emulator.stats().total(operation);
         if seen >= since + more {
             return Ok(seen);
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "only {} of {more} getDetail calls after {since}",
-            seen - since
+            "only {} of {more} {} calls after {since}",
+            seen - since,
+            operation.as_str()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -146,11 +147,11 @@ pub fn polls_of_a_running_app_that_did_not_change_write_nothing() -> Result<(), 
                     .await?;
                 // One poll after Running settles what the first one may still have to add.
                 let polled = world.emulator.stats().total(Operation::GetDetail);
-                let polled = wait_for_polls(world, polled, 1).await?;
+                let polled = wait_for_calls(world, Operation::GetDetail, polled, 1).await?;
                 let before = world.aiapps().get("long").await?;
                 // The app runs on and only its run time grows: nothing a person or Argo CD
                 // should see as a change of the AiApp.
-                wait_for_polls(world, polled, 4).await?;
+                wait_for_calls(world, Operation::GetDetail, polled, 4).await?;
                 let after = world.aiapps().get("long").await?;
                 ensure(
                     after.resource_version() == before.resource_version(),
@@ -247,11 +248,7 @@ pub fn while_the_listing_serves_polls_a_deadline_and_a_suspend_still_kill_their_
                     .await?;
                 // The listing serves the polls before the suspend and the deadline come.
                 let lists = world.emulator.stats().total(Operation::GetList);
-                let deadline = tokio::time::Instant::now() + crate::world::PATIENCE;
-                while world.emulator.stats().total(Operation::GetList) < lists + 2 {
-                    anyhow::ensure!(tokio::time::Instant::now() < deadline, "never listed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                wait_for_calls(world, Operation::GetList, lists, 2).await?;
                 world
                     .aiapps()
                     .patch(

@@ -80,7 +80,10 @@ impl StepRun<'_> {
         let unchanged = !detail.is_terminal()
             && t.status.state == self.before.state
             && t.status.final_status == self.before.final_status;
-        if let (true, Some(account_id)) = (unchanged, self.resolved.account_id.as_deref()) {
+        let listing_on = ctx.config.polls_for_listing > 0;
+        if let (true, true, Some(account_id)) =
+            (listing_on, unchanged, self.resolved.account_id.as_deref())
+        {
             self.ctx
                 .listings
                 .found_unchanged(&self.listing_key(account_id));
@@ -130,6 +133,9 @@ impl StepRun<'_> {
     /// attempt that may have a late app, a recent "not found") returns `None`, and
     /// getDetail decides as before.
     async fn unchanged_in_listing(&self, id: &str) -> Option<Action> {
+        if self.ctx.config.polls_for_listing == 0 {
+            return None;
+        }
         let account_id = self.resolved.account_id.as_deref()?;
         let key = self.listing_key(account_id);
         if !self

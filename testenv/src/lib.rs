@@ -71,6 +71,13 @@ impl Assets {
 }
 
 /// A running etcd and kube-apiserver. Dropping it stops both and deletes their files.
+/// See [`ControlPlane::pids`].
+#[derive(Clone, Copy, Debug)]
+pub struct ControlPlanePids {
+    pub kube_apiserver: Option<u32>,
+    pub etcd: Option<u32>,
+}
+
 pub struct ControlPlane {
     // Declared first so the processes stop before their folder is deleted.
     supervisor: Supervisor,
@@ -151,7 +158,12 @@ impl ControlPlane {
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
             "--disable-admission-plugins=ServiceAccount".to_owned(),
-            "--profiling=false".to_owned(),
+            // TESTENV_PROFILING=1 serves /debug/pprof, to see where the apiserver's
+            // time goes in a benchmark (docs/benchmarks.md).
+            format!(
+                "--profiling={}",
+                std::env::var_os("TESTENV_PROFILING").is_some_and(|v| v == "1")
+            ),
         ];
 
         let kubeconfig_path = dir.path().join("kubeconfig");
@@ -182,6 +194,16 @@ impl ControlPlane {
     /// The programs this control plane runs.
     pub fn assets(&self) -> &Assets {
         &self.assets
+    }
+
+    /// The process ids of kube-apiserver and etcd while they run, for the benchmark's
+    /// figures of the control plane's own CPU. (setpriv execs the program, so its pid
+    /// is the program's.)
+    pub fn pids(&self) -> ControlPlanePids {
+        ControlPlanePids {
+            kube_apiserver: self.supervisor.pid(APISERVER),
+            etcd: self.supervisor.pid(ETCD),
+        }
     }
 
     /// Folder holding the certificates, the kubeconfig and the logs.

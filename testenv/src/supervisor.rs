@@ -32,6 +32,10 @@ enum Request {
         name: String,
         reply: mpsc::Sender<bool>,
     },
+    Pid {
+        name: String,
+        reply: mpsc::Sender<Option<u32>>,
+    },
     Shutdown,
 }
 
@@ -94,6 +98,17 @@ impl Supervisor {
             && answer.recv().unwrap_or(false)
     }
 
+    /// The process id of `name`, while it runs.
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Pid {
+            name: name.to_owned(),
+            reply,
+        })
+        .ok()?;
+        answer.recv().ok().flatten()
+    }
+
     fn send(&self, request: Request) -> Result<()> {
         self.requests
             .send(request)
@@ -141,6 +156,12 @@ fn supervise(inbox: mpsc::Receiver<Request>) {
                     .get_mut(&name)
                     .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
                 let _ = reply.send(running);
+            }
+            Request::Pid { name, reply } => {
+                let pid = children
+                    .get_mut(&name)
+                    .and_then(|child| matches!(child.try_wait(), Ok(None)).then(|| child.id()));
+                let _ = reply.send(pid);
             }
             Request::Shutdown => break,
         }

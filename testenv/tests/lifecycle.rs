@@ -99,6 +99,36 @@ fn killing_the_process_that_owns_the_control_plane_kills_etcd_and_the_apiserver(
     });
 }
 
+/// The program a process runs, from `/proc/<pid>/comm`.
+fn program_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|comm| comm.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_pids_name_the_running_apiserver_and_etcd_and_none_once_stopped() {
+    let plane = start();
+    let pids = plane.pids();
+    let apiserver = pids.kube_apiserver.expect("kube-apiserver has a pid");
+    assert_eq!(program_of(apiserver), "kube-apiserver");
+    assert_eq!(program_of(pids.etcd.expect("etcd has a pid")), "etcd");
+
+    plane.stop_apiserver().unwrap();
+    assert_eq!(
+        plane.pids().kube_apiserver,
+        None,
+        "a stopped apiserver has no pid"
+    );
+    plane.start_apiserver().unwrap();
+    let restarted = plane
+        .pids()
+        .kube_apiserver
+        .expect("the restarted apiserver has a pid");
+    assert_ne!(restarted, apiserver);
+    assert_eq!(program_of(restarted), "kube-apiserver");
+}
+
 #[test]
 fn the_apiserver_restarts_on_the_same_port_and_keeps_its_data() {
     use k8s_openapi::api::core::v1::Namespace;

@@ -38,6 +38,11 @@ pub struct Figures {
     pub events_dropped: Option<f64>,
     /// The operator's CPU seconds, from its start to every AiApp ending.
     pub cpu_s: f64,
+    /// kube-apiserver's and etcd's CPU over the same window, per AiApp, in ms: what the
+    /// operator's requests (and the bench's creates and watch, the same for every
+    /// operator) cost the control plane, which shares the machine's cores.
+    pub apiserver_cpu_ms_per_aiapp: f64,
+    pub etcd_cpu_ms_per_aiapp: f64,
     /// At rest, every AiApp ended: what happened over the rest window.
     pub rest_api_calls: u64,
     pub rest_kube_writes: u64,
@@ -155,6 +160,11 @@ fn rows(f: &Figures, kube: &BTreeSet<String>) -> Vec<(String, Option<f64>)> {
     add("09 Events dropped (queue full)", f.events_dropped);
     add("10 peak RSS MB", Some(f.peak_rss_mb));
     add("11 CPU s", Some(f.cpu_s));
+    add(
+        "11 kube-apiserver CPU ms per AiApp",
+        Some(f.apiserver_cpu_ms_per_aiapp),
+    );
+    add("11 etcd CPU ms per AiApp", Some(f.etcd_cpu_ms_per_aiapp));
     add("12 at rest: API calls", Some(f.rest_api_calls as f64));
     add("13 at rest: kube writes", Some(f.rest_kube_writes as f64));
     add("14 at rest: CPU s", Some(f.rest_cpu_s));

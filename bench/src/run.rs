@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use dataforest_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults, Timeline};
 use dataforest_operator::crd::AiApp;
 use dataforest_operator::dataforest::Operation;
-use dataforest_testenv::{Assets, ControlPlane};
+use dataforest_testenv::{Assets, ControlPlane, ControlPlanePids};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -322,6 +322,8 @@ pub async fn once(args: &Args, kind: Kind, binary: &Path, assets: Assets) -> Res
     let pid = operator.0.id();
     wait_ready(&client, kind, IDENTITY, &mut operator).await?;
     let cpu_start = cpu_seconds(pid)?;
+    let plane_pids = plane.pids();
+    let plane_cpu_start = ControlPlaneCpu::of(plane_pids)?;
 
     // The operator's memory, sampled until the end of the repeat.
     let peak_rss = Arc::new(AtomicUsize::new(0));
@@ -374,6 +376,7 @@ pub async fn once(args: &Args, kind: Kind, binary: &Path, assets: Assets) -> Res
         sleep(Duration::from_millis(100)).await;
     }
     let cpu_end = cpu_seconds(pid)?;
+    let plane_cpu = ControlPlaneCpu::of(plane_pids)?.since(&plane_cpu_start);
     let events_dropped = if kind.has_event_queue() {
         let dropped = scrape(&metrics, "dataforest_operator_events_dropped_total").await;
         Some(dropped.context("the operator's metrics could not be read")?)
@@ -463,6 +466,8 @@ pub async fn once(args: &Args, kind: Kind, binary: &Path, assets: Assets) -> Res
         kube_per_aiapp,
         peak_rss_mb: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
         cpu_s: cpu_end - cpu_start,
+        apiserver_cpu_ms_per_aiapp: plane_cpu.kube_apiserver * 1000.0 / n as f64,
+        etcd_cpu_ms_per_aiapp: plane_cpu.etcd * 1000.0 / n as f64,
         rest_api_calls: rest_calls_after - rest_calls_before,
         rest_kube_writes: (rest_writes_after - rest_writes_before).max(0.0) as u64,
         rest_cpu_s: rest_cpu_after - rest_cpu_before,
@@ -668,11 +673,36 @@ fn rss_kb(pid: u32) -> Option<usize> {
         .ok()
 }
 
+/// CPU seconds of the control plane's processes, read together.
+struct ControlPlaneCpu {
+    kube_apiserver: f64,
+    etcd: f64,
+}
+
+impl ControlPlaneCpu {
+    fn of(pids: ControlPlanePids) -> Result<Self> {
+        let of = |pid: Option<u32>, name: &str| {
+            cpu_seconds(pid.with_context(|| format!("{name} is not running"))?)
+        };
+        Ok(Self {
+            kube_apiserver: of(pids.kube_apiserver, "kube-apiserver")?,
+            etcd: of(pids.etcd, "etcd")?,
+        })
+    }
+
+    fn since(&self, start: &Self) -> Self {
+        Self {
+            kube_apiserver: self.kube_apiserver - start.kube_apiserver,
+            etcd: self.etcd - start.etcd,
+        }
+    }
+}
+
 /// User plus system CPU seconds of `pid`, from `/proc/<pid>/stat` (clock ticks of 1/100 s,
 /// the kernel's USER_HZ on Linux).
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat: the operator exited"))?;
+        .with_context(|| format!("reading /proc/{pid}/stat: the process exited"))?;
     // The command name may hold spaces; the fields after its closing parenthesis do not.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();

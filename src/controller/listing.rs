@@ -17,9 +17,10 @@ use crate::dataforest::{ApiError, AppSummary, DataForestApi};
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// The default of `--polls-for-listing`: 0, off. A listing halves the getDetail calls of
-/// many long-running apps but costs memory while it is parsed (2,000 apps running 120 s:
-/// getDetail per AiApp 6.99 → 3.26, peak RSS 31 → 51 MB; docs/benchmarks.md). 10,000
-/// running apps on the 60 s poll ceiling make about 167 polls a second.
+/// many long-running apps but costs memory and shows a change up to a second later
+/// (2,000 apps running 120 s: getDetail per AiApp 7.00 → 3.40, peak RSS 31 → 41 MB;
+/// docs/benchmarks.md). 10,000 running apps on the 60 s poll ceiling make about 167
+/// polls a second.
 pub const POLLS_FOR_LISTING: u32 = 0;
 
 /// Listed apps one poll a second is worth: a getList item costs the operator about a

@@ -308,14 +308,22 @@ pub fn decode_response<T: DeserializeOwned>(
         body: truncate_body(body),
         trace_id: trace_id.clone(),
     };
-    let value: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(value) => value,
-        Err(e) if body.iter().all(u8::is_ascii_whitespace) => {
-            return Err(undecodable(format!("empty body ({e})")));
-        }
-        Err(e) => return Err(undecodable(format!("not JSON: {e}"))),
+    // Checked as JSON without building it: a getList answer can hold thousands of apps,
+    // and each is read once, straight into its type, at the end.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(if body.iter().all(u8::is_ascii_whitespace) {
+            undecodable(format!("empty body ({e})"))
+        } else {
+            undecodable(format!("not JSON: {e}"))
+        });
+    }
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let envelope = if is_object {
+        Envelope::of(body)
+    } else {
+        Envelope::default()
     };
-    if let Some(error) = value.get("error").filter(|e| e.is_object()) {
+    if let Some(error) = envelope.error.filter(|e| e.is_object()) {
         if let Some(skew) = clock_skew(status, date, Timestamp::now()) {
             return Err(ApiError::ClockSkew { skew, trace_id });
         }
@@ -327,10 +335,15 @@ pub fn decode_response<T: DeserializeOwned>(
             trace_id,
         });
     }
-    if value.get("success").and_then(serde_json::Value::as_bool) == Some(false) {
+    if envelope
+        .success
+        .as_ref()
+        .and_then(serde_json::Value::as_bool)
+        == Some(false)
+    {
         return Err(ApiError::Service {
             status,
-            message: text_of(value.get("message")).unwrap_or_default(),
+            message: text_of(envelope.message.as_ref()).unwrap_or_default(),
             trace_id,
         });
     }
@@ -339,10 +352,35 @@ pub fn decode_response<T: DeserializeOwned>(
             "HTTP {status} without a known error shape"
         )));
     }
-    if !value.is_object() {
+    if !is_object {
         return Err(undecodable("not a JSON object".to_owned()));
     }
-    serde_json::from_value(value).map_err(|e| undecodable(format!("unexpected shape: {e}")))
+    serde_json::from_slice(body).map_err(|e| undecodable(format!("unexpected shape: {e}")))
+}
+
+/// The top-level fields of an answer that say it failed; the rest is skipped unread.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Envelope {
+    error: Option<serde_json::Value>,
+    success: Option<serde_json::Value>,
+    message: Option<serde_json::Value>,
+}
+
+impl Envelope {
+    /// Of a body known to be a JSON object. One the derived reading refuses (a key given
+    /// twice) is read whole instead, the last of a key winning, as before.
+    fn of(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_else(|_| {
+            let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let field = |name: &str| value.get(name).cloned();
+            Envelope {
+                error: field("error"),
+                success: field("success"),
+                message: field("message"),
+            }
+        })
+    }
 }
 
 /// The gateway's clock minus ours, when a 401 comes with a `Date` that is further from
@@ -573,6 +611,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_read_as_before_the_last_one_winning() {
+        let refused = decode(
+            200,
+            r#"{"success":true,"success":false,"message":"no quota"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&refused, ApiError::Service { message, .. } if message == "no quota"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_list_with_an_odd_item_is_unreadable_and_names_the_item() {
+        let body = r#"{"success":true,"contents":[{"id":"a"},7,{"id":"c"}]}"#;
+        let refused = decode_response::<crate::dataforest::ListResponse>(
+            ResponseMeta::new(200),
+            body.as_bytes(),
+        )
+        .unwrap_err();
+        match &refused {
+            ApiError::Undecodable { reason, .. } => {
+                assert!(reason.contains("getList item 1"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refused.is_retryable(), "an unreadable list is read again");
     }
 
     #[test]

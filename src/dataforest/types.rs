@@ -314,24 +314,68 @@ fn lenient_or_default<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
 /// recovery would submit a second job. So an item that is not an object, or `contents`
 /// that is not an array, makes the whole answer unreadable (retried); `null` or absent
 /// contents is an empty list.
+///
+/// Items are read one by one as the answer streams, each straight into an [`AppSummary`]:
+/// no tree of the whole list is built first, so a listing of thousands of apps a second
+/// (the shared listing polls may use) costs the apps, not several times their text.
 fn every_item_or_unreadable<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AppSummary>, D::Error> {
-    use serde::de::Error as _;
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Null => Ok(Vec::new()),
-        serde_json::Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                if !item.is_object() {
-                    return Err(D::Error::custom(format!(
-                        "getList item {index} is not an object"
-                    )));
-                }
-                serde_json::from_value(item)
-                    .map_err(|e| D::Error::custom(format!("getList item {index}: {e}")))
-            })
-            .collect(),
-        _ => Err(D::Error::custom("getList contents is not a list")),
+    d.deserialize_any(Items)
+}
+
+/// Reads `contents`: null, or a list of app objects.
+struct Items;
+
+impl<'de> serde::de::Visitor<'de> for Items {
+    type Value = Vec<AppSummary>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("getList contents as a list of apps")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        // The hint comes from the answer: capped, so an odd one cannot reserve much.
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        loop {
+            let index = items.len();
+            match seq.next_element::<AppObject>() {
+                Ok(Some(AppObject(item))) => items.push(item),
+                Ok(None) => return Ok(items),
+                Err(e) => return Err(A::Error::custom(format!("getList item {index}: {e}"))),
+            }
+        }
+    }
+}
+
+/// One getList item, which must be a JSON object: serde's derived struct reading would
+/// also take an array, by position.
+struct AppObject(AppSummary);
+
+impl<'de> Deserialize<'de> for AppObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(AppObjectVisitor)
+    }
+}
+
+struct AppObjectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AppObjectVisitor {
+    type Value = AppObject;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an app object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+        AppSummary::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(AppObject)
     }
 }
 
@@ -446,12 +490,16 @@ mod tests {
             json!([{"id": "a"}, null]),
             json!([7, {"id": "a"}]),
             json!([{"id": "a"}, "b"]),
+            json!([{"id": "a"}, ["b"]]),
             json!({"id": "a"}),
             json!("a"),
         ] {
             let body = json!({"success": true, "contents": contents});
             let parsed = serde_json::from_value::<ListResponse>(body.clone());
             assert!(parsed.is_err(), "{body} read as {parsed:?}");
+            // The client reads the answer's text, item by item.
+            let parsed = serde_json::from_str::<ListResponse>(&body.to_string());
+            assert!(parsed.is_err(), "{body} read from text as {parsed:?}");
         }
         let odd_fields = json!({"contents": [{"id": "a", "state": 3}, {"id": "b"}]});
         let list: ListResponse = serde_json::from_value(odd_fields).unwrap();

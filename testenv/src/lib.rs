@@ -70,14 +70,14 @@ impl Assets {
     }
 }
 
-/// A running etcd and kube-apiserver. Dropping it stops both and deletes their files.
-/// See [`ControlPlane::pids`].
+/// The process ids of a control plane; see [`ControlPlane::pids`].
 #[derive(Clone, Copy, Debug)]
 pub struct ControlPlanePids {
     pub kube_apiserver: Option<u32>,
     pub etcd: Option<u32>,
 }
 
+/// A running etcd and kube-apiserver. Dropping it stops both and deletes their files.
 pub struct ControlPlane {
     // Declared first so the processes stop before their folder is deleted.
     supervisor: Supervisor,

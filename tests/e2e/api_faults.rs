@@ -15,7 +15,7 @@ use dataforest_operator::status::condition;
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure, refuse_status_writes};
-use crate::world::{PATIENCE, SECRET_KEY, SECRET_NAME, World, phase, spec, with_world};
+use crate::world::{PATIENCE, World, phase, spec, with_world};
 
 /// The reason and message of condition `type_`, when it is False.
 fn failing(app: &AiApp, type_: &str) -> Option<(String, String)> {
@@ -231,10 +231,11 @@ pub fn an_id_whose_status_write_is_refused_is_kept_and_written_later() -> Result
             listing_lag_ms: 120_000,
             ..Faults::default()
         };
-        let mut world = World::without_operator(ctx.client.clone(), &ctx.namespace, slow).await?;
-        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
         // The call outlasts the latency: a timed-out submit would be a different story.
-        world.start_operator(|config| config.api_timeout = Duration::from_secs(20));
+        let world = World::start_with(ctx.client.clone(), &ctx.namespace, slow, |config| {
+            config.api_timeout = Duration::from_secs(20)
+        })
+        .await?;
         with_world(world, move |world| {
             Box::pin(async move {
                 let ctx = &ctx;

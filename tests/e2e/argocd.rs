@@ -597,12 +597,11 @@ pub fn an_unknown_aiapp_is_captured_and_the_resubmit_action_submits_once() -> Re
             listing_lag_ms: 60_000,
             ..Faults::default()
         };
-        let mut world = World::without_operator(ctx.client, &ctx.namespace, faults).await?;
-        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        world.start_operator(|config| {
+        let world = World::start_with(ctx.client, &ctx.namespace, faults, |config| {
             config.recovery_grace = Duration::from_secs(1);
             config.max_automatic_resubmits = 0;
-        });
+        })
+        .await?;
         with_world(world, |world| {
             Box::pin(async move {
                 let mut data = Testdata::new();

@@ -177,11 +177,11 @@ pub fn polls_of_a_running_app_that_did_not_change_write_nothing() -> Result<(), 
 pub fn running_apps_of_one_account_polled_often_share_one_listing_a_second() -> Result<(), Failed> {
     const APPS: usize = 20;
     fixture::run("listed-polls", |ctx| async move {
-        let mut world =
-            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
-        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
         // From one poll a second on, so that the shared listing serves every poll here.
-        world.start_operator(|config| config.polls_for_listing = 1);
+        let world = World::start_with(ctx.client, &ctx.namespace, Faults::default(), |config| {
+            config.polls_for_listing = 1
+        })
+        .await?;
         with_world(world, |world| {
             Box::pin(async move {
                 for n in 0..APPS {
@@ -229,10 +229,10 @@ pub fn while_the_listing_serves_polls_a_deadline_and_a_suspend_still_kill_their_
 -> Result<(), Failed> {
     const APPS: usize = 10;
     fixture::run("listed-kills", |ctx| async move {
-        let mut world =
-            World::without_operator(ctx.client, &ctx.namespace, Faults::default()).await?;
-        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        world.start_operator(|config| config.polls_for_listing = 1);
+        let world = World::start_with(ctx.client, &ctx.namespace, Faults::default(), |config| {
+            config.polls_for_listing = 1
+        })
+        .await?;
         with_world(world, |world| {
             Box::pin(async move {
                 let forever = || spec(0, 3_600_000, "SUCCEEDED");

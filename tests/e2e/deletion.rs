@@ -20,8 +20,7 @@ use tokio::time::Instant;
 
 use crate::fixture::{self, TestContext, ensure};
 use crate::world::{
-    PATIENCE, SECRET_KEY, SECRET_NAME, World, app_state, condition, phase, spec, with_world,
-    with_world_mut,
+    PATIENCE, SECRET_NAME, World, app_state, condition, phase, spec, with_world, with_world_mut,
 };
 
 /// An hour: the app runs until it is killed.
@@ -38,10 +37,7 @@ async fn world_with(
     faults: Faults,
     tweak: impl FnOnce(&mut ControllerConfig),
 ) -> Result<World> {
-    let mut world = World::without_operator(ctx.client.clone(), &ctx.namespace, faults).await?;
-    world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-    world.start_operator(tweak);
-    Ok(world)
+    World::start_with(ctx.client.clone(), &ctx.namespace, faults, tweak).await
 }
 
 /// Creates an AiApp whose app runs for an hour, waits for Running; returns the app id.

@@ -63,9 +63,10 @@ pub fn resubmits_after_nothing_is_listed_stop_after_one_and_name_every_app() -> 
             listing_lag_ms: 5_000,
             ..Faults::default()
         };
-        let mut world = World::without_operator(ctx.client, &ctx.namespace, faults).await?;
-        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        world.start_operator(|config| config.recovery_grace = Duration::from_secs(2));
+        let world = World::start_with(ctx.client, &ctx.namespace, faults, |config| {
+            config.recovery_grace = Duration::from_secs(2)
+        })
+        .await?;
         with_world(world, |world| {
             Box::pin(async move {
                 world

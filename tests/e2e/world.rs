@@ -64,9 +64,20 @@ pub fn fast_config(namespace: &str, endpoint: &str) -> ControllerConfig {
 impl World {
     /// Emulator (with `faults`), Secret, and a running operator.
     pub async fn start(client: Client, namespace: &str, faults: Faults) -> Result<World> {
+        World::start_with(client, namespace, faults, |_| {}).await
+    }
+
+    /// Emulator (with `faults`), Secret, and an operator with `tweak` applied to its
+    /// settings.
+    pub async fn start_with(
+        client: Client,
+        namespace: &str,
+        faults: Faults,
+        tweak: impl FnOnce(&mut ControllerConfig),
+    ) -> Result<World> {
         let mut world = World::without_operator(client, namespace, faults).await?;
         world.create_secret(SECRET_NAME, SECRET_KEY).await?;
-        world.start_operator(|_| {});
+        world.start_operator(tweak);
         Ok(world)
     }
 

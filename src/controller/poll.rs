@@ -106,22 +106,24 @@ impl StepRun<'_> {
     }
 
     /// When to poll again after a poll that left `status`: a deadline ahead shortens the
-    /// wait, so that it fires on time.
+    /// wait, so that it fires on time, and never lengthens it.
     fn follow_up(&self, next: &Next, status: &AiAppStatus, killed_by: Option<KillCause>) -> Action {
-        let cap = match killed_by {
+        let until_deadline = match killed_by {
             None if !status.phase.is_some_and(Phase::is_terminal) => {
-                job::until_next(&self.app.spec, status, Timestamp::now()).unwrap_or(Duration::MAX)
+                job::until_next(&self.app.spec, status, Timestamp::now())
             }
-            _ => Duration::MAX,
+            _ => None,
         };
-        let action = self.effects.next(next, cap);
+        let Some(until_deadline) = until_deadline else {
+            return self.effects.next(next, Duration::MAX);
+        };
+        // A deadline due now is looked at again shortly, not in a busy loop.
+        let cap = until_deadline.max(Duration::from_millis(200));
+        let poll_min = self.ctx.config.poll_min;
         match next {
-            Next::Soon | Next::After(_) if cap < Duration::MAX => {
-                let wait = cap.max(Duration::from_millis(200));
-                self.effects
-                    .hold(wait.min(self.ctx.config.poll_ceiling), None)
-            }
-            _ => action,
+            Next::Soon => self.effects.hold(poll_min.min(cap), Some(poll_min)),
+            Next::After(wait) => self.effects.hold((*wait).min(cap), None),
+            _ => self.effects.next(next, cap),
         }
     }
 

@@ -285,6 +285,38 @@ pub fn an_active_deadline_counts_from_status_across_an_operator_restart() -> Res
     })
 }
 
+pub fn an_app_with_deadlines_far_ahead_is_followed_to_its_end_on_the_poll_schedule()
+-> Result<(), Failed> {
+    fixture::run("far-deadlines", |ctx| async move {
+        // A ceiling longer than the test's patience: a poll put off to the ceiling (or to
+        // a deadline an hour away) instead of soon after a change never comes in time.
+        let world = World::start_with(ctx.client, &ctx.namespace, Faults::default(), |c| {
+            c.poll_ceiling = Duration::from_secs(600);
+        })
+        .await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut train = spec(300, 500, "SUCCEEDED");
+                train.start_deadline_seconds = Some(3_600);
+                train.active_deadline_seconds = Some(86_400);
+                world.create("train", train).await?;
+                let done = world
+                    .wait_for("train", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                ensure(
+                    condition(&done, "Succeeded") == Some(("True", "Succeeded")),
+                    || format!("conditions {:?}", done.status),
+                )?;
+                let apps = world.emulator.apps();
+                ensure(apps.len() == 1 && !apps[0].killed, || {
+                    format!("apps {apps:?}")
+                })
+            })
+        })
+        .await
+    })
+}
+
 pub fn a_failing_app_is_retried_up_to_the_limit_with_one_app_per_attempt() -> Result<(), Failed> {
     fixture::run("retries", |ctx| async move {
         let world = World::start(ctx.client, &ctx.namespace, Faults::default()).await?;

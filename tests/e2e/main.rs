@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         job_semantics::a_suspend_while_submitting_finds_the_app_first_then_kills_it,
         job_semantics::a_start_deadline_says_deadline_exceeded_at_once_and_fails_once_a_late_kill_took,
         job_semantics::an_active_deadline_counts_from_status_across_an_operator_restart,
+        job_semantics::an_app_with_deadlines_far_ahead_is_followed_to_its_end_on_the_poll_schedule,
         job_semantics::a_failing_app_is_retried_up_to_the_limit_with_one_app_per_attempt,
         job_semantics::an_app_killed_by_a_person_is_not_retried,
         controller::a_running_operator_counts_its_work_on_metrics,

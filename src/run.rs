@@ -12,6 +12,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
+use crate::cli::{BINARY, COMMIT};
 use crate::controller::{self, ControllerConfig, Runtime};
 use crate::crd::AiApp;
 use crate::credentials::{CredentialsPolicy, DefaultSecret};
@@ -309,8 +310,38 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
 }
 
+/// The User-Agent of the operator's Kubernetes requests, as client-go writes one. The
+/// apiserver takes the part before the first `/` as the field manager of every write that
+/// names none (the finalizer patch, Event creates, Lease writes), so `kubectl get
+/// --show-managed-fields` and audit logs name the operator instead of `unknown`.
+fn user_agent() -> String {
+    format!(
+        "{BINARY}/{} ({}/{}) {BINARY}/{COMMIT}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
+
+/// A client from the kubeconfig or the in-cluster config, whose requests carry
+/// [`user_agent`].
+async fn kubernetes_client() -> anyhow::Result<Client> {
+    let config = kube::Config::infer().await?;
+    let agent = http::HeaderValue::from_str(&user_agent())?;
+    let name_requests =
+        tower::util::MapRequestLayer::new(move |mut request: http::Request<kube::client::Body>| {
+            request
+                .headers_mut()
+                .insert(http::header::USER_AGENT, agent.clone());
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&name_requests)
+        .build())
+}
+
 async fn operate(args: RunArgs, config: ControllerConfig) -> anyhow::Result<()> {
-    let client = Client::try_default()
+    let client = kubernetes_client()
         .await
         .context("connecting to Kubernetes")?;
     let metrics = Metrics::new();

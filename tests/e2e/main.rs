@@ -158,6 +158,7 @@ fn main() -> ExitCode {
     let observability_trials = trials![
         observability::only_the_leader_exports_aiapp_counts_and_the_leader_gauge_follows_a_handover,
         observability::every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator,
+        observability::the_operators_writes_carry_its_name_in_managed_fields,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(observability_trials).collect();
     // The chart's RBAC for several namespaces, on the real binary.

@@ -1,6 +1,7 @@
 //! The metrics of the real binary on a real apiserver: only the leader exports AiApp
 //! counts, the leader gauge moves with a handover, and every metric that the alert rules
-//! and the Grafana dashboard in `deploy/` name is one the binary exports.
+//! and the Grafana dashboard in `deploy/` name is one the binary exports; and its writes
+//! carry its name in managed fields.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,6 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use dataforest_emulator::Faults;
 use dataforest_operator::crd::Phase;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::ListParams;
 use libtest_mimic::Failed;
 
 use crate::fixture::{self, ensure};
@@ -16,6 +22,10 @@ use crate::world::{
     OPERATOR_LEASE, OperatorProcess, PATIENCE, SECRET_KEY, SECRET_NAME, World, phase, spec,
     wait_for_leader, with_world,
 };
+
+/// The name the operator's Kubernetes requests carry (their User-Agent), which the
+/// apiserver records as the field manager of every write without an explicit one.
+const OPERATOR: &str = "dataforest-operator";
 
 /// The files whose metric names must all be exported.
 const USERS_OF_METRICS: [&str; 3] = [
@@ -236,6 +246,89 @@ pub fn every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator
                         && !exported.contains("dataforest_operator_reconciles"),
                     || format!("counter names read wrongly: {exported:?}"),
                 )?;
+                Ok(())
+            })
+        })
+        .await
+    })
+}
+
+/// The managers named in `meta`'s managed fields, each with what it owns, as
+/// `kubectl get --show-managed-fields` shows them.
+fn managers(meta: &ObjectMeta) -> Vec<(String, String)> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .map(|entry| {
+            let owns = entry
+                .fields_v1
+                .as_ref()
+                .map(|fields| fields.0.to_string())
+                .unwrap_or_default();
+            (entry.manager.clone().unwrap_or_default(), owns)
+        })
+        .collect()
+}
+
+pub fn the_operators_writes_carry_its_name_in_managed_fields() -> Result<(), Failed> {
+    fixture::run("field-manager", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                let _operator = OperatorProcess::start(world, ctx.kubeconfig(), "op-named")?;
+                world.create("named", spec(0, 0, "SUCCEEDED")).await?;
+                world
+                    .wait_for("named", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                let app = world.aiapps().get("named").await?;
+                let written = managers(&app.metadata);
+                for (field, what) in [
+                    ("\"f:finalizers\"", "the finalizer"),
+                    ("\"f:status\"", "the status"),
+                ] {
+                    let owners: Vec<&str> = written
+                        .iter()
+                        .filter(|(_, owns)| owns.contains(field))
+                        .map(|(manager, _)| manager.as_str())
+                        .collect();
+                    ensure(owners == [OPERATOR], || {
+                        format!("{what} is managed by {owners:?}, not {OPERATOR}: {written:?}")
+                    })?;
+                }
+                let leases: Api<Lease> = Api::namespaced(world.client.clone(), &world.namespace);
+                let lease = leases.get(OPERATOR_LEASE).await?;
+                let lease_managers = managers(&lease.metadata);
+                ensure(
+                    !lease_managers.is_empty()
+                        && lease_managers
+                            .iter()
+                            .all(|(manager, _)| manager == OPERATOR),
+                    || format!("the Lease's managers: {lease_managers:?}"),
+                )?;
+                let events: Api<Event> = Api::namespaced(world.client.clone(), &world.namespace);
+                let about_named: Vec<Event> = events
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .filter(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("named")
+                    })
+                    .collect();
+                ensure(!about_named.is_empty(), || {
+                    "no Event about the AiApp".to_owned()
+                })?;
+                for event in &about_named {
+                    let event_managers = managers(&event.metadata);
+                    ensure(
+                        event_managers
+                            .iter()
+                            .all(|(manager, _)| manager == OPERATOR),
+                        || format!("an Event's managers: {event_managers:?}"),
+                    )?;
+                }
                 Ok(())
             })
         })

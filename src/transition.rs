@@ -493,11 +493,19 @@ fn ended(
             )
         }
         (Phase::Killed, Some(KillCause::StartDeadline | KillCause::ActiveDeadline)) => {
+            // FailureTarget's message names the deadline and what was then to come; the
+            // end keeps the deadline only.
             let fired = status
                 .conditions
                 .iter()
                 .find(|c| c.type_ == condition::FAILURE_TARGET)
-                .map(|c| c.message.clone())
+                .map(|c| {
+                    let message = c.message.as_str();
+                    message
+                        .strip_suffix(&deadline_kill_pending(id))
+                        .unwrap_or(message)
+                        .to_owned()
+                })
                 .unwrap_or_else(|| "a deadline passed".to_owned());
             let message = format!("app {id} was killed and ended ({said}): {fired}");
             set_condition(
@@ -607,10 +615,7 @@ pub fn kill_decided(
             Note::normal("Suspending", message)
         }
         (_, Some(fired)) => {
-            let message = format!(
-                "{}: killing app {id}; the AiApp fails once Data Forest shows it ended",
-                fired.describe()
-            );
+            let message = format!("{}{}", fired.describe(), deadline_kill_pending(id));
             set_condition(
                 &mut status,
                 condition::FAILURE_TARGET,
@@ -624,6 +629,11 @@ pub fn kill_decided(
         }
     };
     Transition::new(status, Some(note), Next::Soon)
+}
+
+/// What follows a fired deadline's description while the kill of app `id` is pending.
+fn deadline_kill_pending(id: &str) -> String {
+    format!(": killing app {id}; the AiApp fails once Data Forest shows it ended")
 }
 
 /// `spec.suspend` holds an AiApp with no live app: nothing is submitted, no API call.
@@ -1261,6 +1271,15 @@ mod tests {
             ("True", "DeadlineExceeded")
         );
         assert_eq!(ended.next, Next::Done);
+        // The end says what happened, not what was still to come when the kill was sent.
+        let said = ended.status.message.clone().unwrap();
+        assert_eq!(
+            said,
+            format!(
+                "app abc was killed and ended (state KILLED, final status KILLED): {}",
+                fired.describe()
+            )
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! takes effect at once: a kill Data Forest accepts while the app stays live holds the
 //! AiApp until the app ends, is sent again 30 s later, and is given up past the deletion
 //! bound; no credentials at all release with `KillSkipped`; an AiApp deleted while its
-//! submit is in flight, or while paused, still has its app killed.
+//! submit is in flight, or while paused, still has its app killed; deleting the whole
+//! namespace kills its running app.
 
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use dataforest_operator::controller::ControllerConfig;
 use dataforest_operator::crd::{AiApp, FINALIZER, Phase};
 use dataforest_operator::dataforest::Operation;
 use dataforest_operator::plan::PAUSED_ANNOTATION;
-use k8s_openapi::api::core::v1::Event;
+use dataforest_testenv::{ControllerManager, locate_kube_controller_manager};
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use libtest_mimic::Failed;
 use tokio::time::Instant;
@@ -549,5 +552,60 @@ pub fn deleting_a_paused_never_submitted_aiapp_releases_it_without_an_api_call()
             })
         })
         .await
+    })
+}
+
+/// Deleting a whole namespace, as a team tearing down a project does: kube-controller-
+/// manager's namespace controller (run for this test alone) deletes what the namespace
+/// holds, its Secret included, in its own order; the running app is killed and the
+/// namespace goes away.
+pub fn deleting_the_namespace_kills_its_running_app_and_the_namespace_goes() -> Result<(), Failed> {
+    fixture::run("delete-namespace", |ctx| async move {
+        let program = tokio::task::spawn_blocking(locate_kube_controller_manager).await??;
+        let manager = ControllerManager::start(&program, ctx.kubeconfig(), &["namespace"])?;
+        let world = world_with(&ctx, Faults::default(), |_| {}).await?;
+        let outcome = with_world(world, |world| {
+            Box::pin(async move {
+                world
+                    .create("project", spec(0, LONG_MS, "SUCCEEDED"))
+                    .await?;
+                let running = world
+                    .wait_for("project", "Running", |a| phase(a) == Some(Phase::Running))
+                    .await?;
+                let id = running.status.and_then(|s| s.id).context("no id")?;
+                let namespaces: Api<Namespace> = Api::all(world.client.clone());
+                namespaces
+                    .delete(&world.namespace, &DeleteParams::default())
+                    .await?;
+                let gone =
+                    await_condition(namespaces, &world.namespace, |ns: Option<&Namespace>| {
+                        ns.is_none()
+                    });
+                tokio::time::timeout(PATIENCE, gone).await.map_err(|_| {
+                    anyhow::anyhow!(
+                        "namespace {} was not gone within {PATIENCE:?}",
+                        world.namespace
+                    )
+                })??;
+                let apps = world.emulator.apps();
+                ensure(
+                    apps.len() == 1 && apps[0].id == id.as_str() && apps[0].killed,
+                    || format!("app {id} was not killed, or not alone: {apps:?}"),
+                )?;
+                ensure(!is_live(app_state(world, &id).as_deref()), || {
+                    format!("app {id} still runs: {apps:?}")
+                })
+            })
+        })
+        .await;
+        let running = manager.is_running();
+        let tail = manager.log_tail(15);
+        manager.stop();
+        outcome.map_err(|error| {
+            anyhow::anyhow!(
+                "{error:#}\nkube-controller-manager {}; the end of its log:\n{tail}",
+                if running { "was running" } else { "had exited" }
+            )
+        })
     })
 }

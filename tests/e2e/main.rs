@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         deletion::deleting_an_aiapp_whose_submit_answer_is_lost_finds_and_kills_its_app,
         deletion::deleting_a_paused_running_aiapp_still_kills_its_app,
         deletion::deleting_a_paused_never_submitted_aiapp_releases_it_without_an_api_call,
+        deletion::deleting_the_namespace_kills_its_running_app_and_the_namespace_goes,
         api_faults::an_html_page_on_a_read_is_retried_and_never_parks_the_aiapp,
         api_faults::a_gateway_clock_far_off_is_named_clock_skew_and_retried,
         api_faults::a_redirect_is_never_followed_and_its_target_receives_nothing,

@@ -288,8 +288,8 @@ pub fn an_active_deadline_counts_from_status_across_an_operator_restart() -> Res
 pub fn an_app_with_deadlines_far_ahead_is_followed_to_its_end_on_the_poll_schedule()
 -> Result<(), Failed> {
     fixture::run("far-deadlines", |ctx| async move {
-        // A ceiling longer than the test's patience: a poll put off to the ceiling (or to
-        // a deadline an hour away) instead of soon after a change never comes in time.
+        // A ceiling longer than the test's patience: a poll or a retry put off to the
+        // ceiling (or to a deadline far away) instead of when due never comes in time.
         let world = World::start_with(ctx.client, &ctx.namespace, Faults::default(), |c| {
             c.poll_ceiling = Duration::from_secs(600);
         })
@@ -300,6 +300,11 @@ pub fn an_app_with_deadlines_far_ahead_is_followed_to_its_end_on_the_poll_schedu
                 train.start_deadline_seconds = Some(3_600);
                 train.active_deadline_seconds = Some(86_400);
                 world.create("train", train).await?;
+                // A retry is due 10 s after the failure, not at the ceiling either.
+                let mut flaky = spec(0, 300, "FAILED");
+                flaky.active_deadline_seconds = Some(86_400);
+                flaky.backoff_limit = 1;
+                world.create("flaky", flaky).await?;
                 let done = world
                     .wait_for("train", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
                     .await?;
@@ -307,8 +312,17 @@ pub fn an_app_with_deadlines_far_ahead_is_followed_to_its_end_on_the_poll_schedu
                     condition(&done, "Succeeded") == Some(("True", "Succeeded")),
                     || format!("conditions {:?}", done.status),
                 )?;
+                let failed = world
+                    .wait_for("flaky", "Failed after its retry", |a| {
+                        phase(a) == Some(Phase::Failed) && attempts(a).len() == 2
+                    })
+                    .await?;
+                ensure(
+                    condition(&failed, "Failed") == Some(("True", "AppFailed")),
+                    || format!("conditions {:?}", failed.status),
+                )?;
                 let apps = world.emulator.apps();
-                ensure(apps.len() == 1 && !apps[0].killed, || {
+                ensure(apps.len() == 3 && apps.iter().all(|a| !a.killed), || {
                     format!("apps {apps:?}")
                 })
             })

@@ -105,4 +105,19 @@ impl ControllerManager {
 
     /// Stops the process and deletes its folder; the same as dropping it.
     pub fn stop(self) {}
+
+    /// Stops it after a test's `outcome`; a failure then also says whether the process
+    /// was still running and how its log ended, which is usually why the effect the test
+    /// waited for never came.
+    pub fn stop_after<T>(self, outcome: Result<T>) -> Result<T> {
+        let running = self.is_running();
+        let tail = self.log_tail(15);
+        self.stop();
+        outcome.map_err(|error| {
+            anyhow::anyhow!(
+                "{error:#}\nkube-controller-manager {}; the end of its log:\n{tail}",
+                if running { "was running" } else { "had exited" }
+            )
+        })
+    }
 }

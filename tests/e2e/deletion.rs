@@ -598,14 +598,6 @@ pub fn deleting_the_namespace_kills_its_running_app_and_the_namespace_goes() -> 
             })
         })
         .await;
-        let running = manager.is_running();
-        let tail = manager.log_tail(15);
-        manager.stop();
-        outcome.map_err(|error| {
-            anyhow::anyhow!(
-                "{error:#}\nkube-controller-manager {}; the end of its log:\n{tail}",
-                if running { "was running" } else { "had exited" }
-            )
-        })
+        manager.stop_after(outcome)
     })
 }

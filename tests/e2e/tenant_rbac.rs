@@ -56,15 +56,7 @@ pub fn users_bound_to_edit_or_view_get_aiapp_rights_from_the_charts_aggregated_r
         };
         let outcome = tenant_checks(&ctx, &roles, &manager).await;
         let removed = roles.remove();
-        let running = manager.is_running();
-        let tail = manager.log_tail(15);
-        manager.stop();
-        outcome.map_err(|error| {
-            anyhow!(
-                "{error:#}\nkube-controller-manager {}; the end of its log:\n{tail}",
-                if running { "was running" } else { "had exited" }
-            )
-        })?;
+        manager.stop_after(outcome)?;
         removed
     })
 }

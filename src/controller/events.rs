@@ -1,5 +1,5 @@
-//! Kubernetes Events of AiApps, published off the reconcile path: a reconcile queues its
-//! Event and goes on; a few background senders create them. The queue is bounded, so
+//! Kubernetes Events of AiApps, published off the reconcile path: a reconcile logs and
+//! queues its Event and goes on; a few background senders create them. The queue is bounded, so
 //! neither a slow apiserver nor a burst of AiApps can hold reconciles or grow memory; an
 //! Event that finds it full is dropped and counted, as client-go's broadcaster does.
 //!
@@ -19,10 +19,11 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::crd::AiApp;
 use crate::metrics::Metrics;
@@ -88,8 +89,15 @@ impl EventSink {
         }
     }
 
-    /// Queues an Event about `app`; never waits.
+    /// Logs an Event about `app` and queues it; never waits. The log line keeps what
+    /// happened once the Event has expired (an hour), and also when the queue was full.
     pub fn publish(&self, app: &AiApp, note: &Note) {
+        let aiapp = ObjectRef::from_obj(app);
+        if note.warning {
+            warn!(%aiapp, reason = %note.reason, "{}", note.text);
+        } else {
+            info!(%aiapp, reason = %note.reason, "{}", note.text);
+        }
         let meta = &app.metadata;
         let event = Queued {
             name: meta.name.as_deref().unwrap_or_default().into(),

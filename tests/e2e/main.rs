@@ -160,6 +160,7 @@ fn main() -> ExitCode {
         observability::only_the_leader_exports_aiapp_counts_and_the_leader_gauge_follows_a_handover,
         observability::every_metric_the_alerts_and_the_dashboard_use_is_exported_by_the_operator,
         observability::the_operators_writes_carry_its_name_in_managed_fields,
+        observability::every_event_is_also_a_log_line_at_its_level,
     ];
     let trials: Vec<Trial> = trials.into_iter().chain(observability_trials).collect();
     // The chart's RBAC for several namespaces, on the real binary.

@@ -1,7 +1,7 @@
 //! The metrics of the real binary on a real apiserver: only the leader exports AiApp
 //! counts, the leader gauge moves with a handover, and every metric that the alert rules
-//! and the Grafana dashboard in `deploy/` name is one the binary exports; and its writes
-//! carry its name in managed fields.
+//! and the Grafana dashboard in `deploy/` name is one the binary exports; its writes
+//! carry its name in managed fields, and every Event it sends is also a log line.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -327,6 +327,78 @@ pub fn the_operators_writes_carry_its_name_in_managed_fields() -> Result<(), Fai
                             .iter()
                             .all(|(manager, _)| manager == OPERATOR),
                         || format!("an Event's managers: {event_managers:?}"),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    })
+}
+
+/// The log lines (JSON, one object per line) whose field `reason` is `reason` and whose
+/// `aiapp` names `name`.
+fn logged<'a>(
+    lines: &'a [serde_json::Value],
+    name: &str,
+    reason: &str,
+) -> Vec<&'a serde_json::Value> {
+    lines
+        .iter()
+        .filter(|line| {
+            let fields = &line["fields"];
+            fields["reason"] == reason
+                && fields["aiapp"]
+                    .as_str()
+                    .is_some_and(|aiapp| aiapp.contains(name))
+        })
+        .collect()
+}
+
+pub fn every_event_is_also_a_log_line_at_its_level() -> Result<(), Failed> {
+    fixture::run("events-logged", |ctx| async move {
+        let world =
+            World::without_operator(ctx.client.clone(), &ctx.namespace, Faults::default()).await?;
+        world.create_secret(SECRET_NAME, SECRET_KEY).await?;
+        with_world(world, |world| {
+            Box::pin(async move {
+                let mut operator = OperatorProcess::start(world, ctx.kubeconfig(), "op-logs")?;
+                world.create("fine", spec(0, 0, "SUCCEEDED")).await?;
+                world.create("broken", spec(0, 0, "FAILED")).await?;
+                let fine = world
+                    .wait_for("fine", "Succeeded", |a| phase(a) == Some(Phase::Succeeded))
+                    .await?;
+                world
+                    .wait_for("broken", "Failed", |a| phase(a) == Some(Phase::Failed))
+                    .await?;
+                ensure(operator.terminate().await?, || {
+                    "the operator did not stop cleanly".to_owned()
+                })?;
+                let text = operator.read_log()?;
+                let lines: Vec<serde_json::Value> = text
+                    .lines()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect();
+                let id = fine.status.and_then(|s| s.id).context("no id")?;
+                let expected = [
+                    ("fine", "Submitted", "INFO", id.to_string()),
+                    ("fine", "Succeeded", "INFO", id.to_string()),
+                    ("broken", "Failed", "WARN", "final status FAILED".to_owned()),
+                ];
+                for (name, reason, level, says) in expected {
+                    let found = logged(&lines, name, reason);
+                    ensure(
+                        found.len() == 1
+                            && found[0]["level"] == level
+                            && found[0]["fields"]["message"]
+                                .as_str()
+                                .is_some_and(|m| m.contains(&says)),
+                        || {
+                            format!(
+                                "expected one {level} line for {name}'s {reason} Event saying {says:?}, found {found:?} in {}",
+                                operator.log.display()
+                            )
+                        },
                     )?;
                 }
                 Ok(())

@@ -347,10 +347,11 @@ fn logged<'a>(
         .iter()
         .filter(|line| {
             let fields = &line["fields"];
+            // `aiapp` reads `AiApp.<version>.<group>/<name>.<namespace>`.
             fields["reason"] == reason
                 && fields["aiapp"]
                     .as_str()
-                    .is_some_and(|aiapp| aiapp.contains(name))
+                    .is_some_and(|aiapp| aiapp.contains(&format!("/{name}.")))
         })
         .collect()
 }
